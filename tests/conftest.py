@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+FIXTURE = Path(__file__).parent / "fixtures" / "fgclip2-reference"
+CHECKPOINT = FIXTURE / "checkpoint"
+
+
+@pytest.fixture(scope="session")
+def manifest():
+    return json.loads((FIXTURE / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def expected():
+    return load_file(str(FIXTURE / "expected.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def ref_model():
+    from fgdense import FGCLIP2Model
+
+    return FGCLIP2Model.from_pretrained(CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def ref_processor():
+    from fgdense import FGCLIP2ImageProcessor
+
+    return FGCLIP2ImageProcessor.from_pretrained(CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def ref_tokenizer():
+    from fgdense import load_tokenizer
+
+    return load_tokenizer(CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    from fgdense.model.tiny import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+
+
+def cases_of(kind):
+    manifest = json.loads((FIXTURE / "manifest.json").read_text())
+    return [pytest.param(case, id=case["id"]) for case in manifest["cases"] if case["kind"] == kind]
+
+
+def assert_close(actual, expected, atol, what=""):
+    actual = torch.as_tensor(actual).to(torch.float64)
+    expected = torch.as_tensor(expected).to(torch.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    diff = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol}"

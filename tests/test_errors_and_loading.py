@@ -1,0 +1,157 @@
+"""User mistakes get clear errors naming the problem; every weight format loads the same model."""
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from conftest import CHECKPOINT, FIXTURE
+from fgdense import BoxError, CheckpointError, FGCLIP2Model, ImageLoadError, tokenize
+
+
+@pytest.fixture
+def ckpt_copy(tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(CHECKPOINT, folder)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+    return folder
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_nonexistent_checkpoint_path(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        FGCLIP2Model.from_pretrained(tmp_path / "nope")
+
+
+def test_hub_id_offline_says_how_to_pass_a_folder(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="local folder") as info:
+        FGCLIP2Model.from_pretrained("qihoo360/fg-clip2-nonexistent-test")
+    assert "\n" not in str(info.value)
+
+
+def test_config_of_another_model_type(ckpt_copy):
+    config = json.loads((ckpt_copy / "config.json").read_text())
+    config["model_type"] = "bert"
+    (ckpt_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model_type 'bert'"):
+        FGCLIP2Model.from_pretrained(ckpt_copy)
+
+
+def test_unknown_config_keys_are_tolerated(ckpt_copy, ref_model):
+    config = json.loads((ckpt_copy / "config.json").read_text())
+    config["some_future_key"] = 1
+    config["vision_config"]["another_new_key"] = "x"
+    (ckpt_copy / "config.json").write_text(json.dumps(config))
+    assert _same_weights(FGCLIP2Model.from_pretrained(ckpt_copy), ref_model)
+
+
+def test_truncated_safetensors(ckpt_copy):
+    weights = ckpt_copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors.*truncated or corrupt"):
+        FGCLIP2Model.from_pretrained(ckpt_copy)
+
+
+def test_missing_and_misshaped_parameters_are_listed(ckpt_copy):
+    state = load_file(str(ckpt_copy / "model.safetensors"))
+    del state["boxtext_head.bias"]
+    state["longtext_head.weight"] = torch.zeros(3, 3)
+    save_file(state, str(ckpt_copy / "model.safetensors"))
+    with pytest.raises(CheckpointError) as info:
+        FGCLIP2Model.from_pretrained(ckpt_copy)
+    assert "boxtext_head.bias" in str(info.value) and "longtext_head.weight" in str(info.value)
+
+
+def test_training_extras_ignored_other_extras_reported(ckpt_copy):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the released extras logit_scale_finegraind/_hardneg: silent
+        FGCLIP2Model.from_pretrained(ckpt_copy)
+    state = load_file(str(ckpt_copy / "model.safetensors"))
+    state["surprise.weight"] = torch.zeros(2)
+    save_file(state, str(ckpt_copy / "model.safetensors"))
+    with pytest.warns(UserWarning, match="surprise.weight"):
+        FGCLIP2Model.from_pretrained(ckpt_copy)
+
+
+def test_pytorch_bin_and_sharded_safetensors_load_the_same(ckpt_copy, ref_model, tmp_path):
+    state = load_file(str(ckpt_copy / "model.safetensors"))
+    bin_dir = tmp_path / "bin"
+    shutil.copytree(ckpt_copy, bin_dir)
+    (bin_dir / "model.safetensors").unlink()
+    torch.save(state, bin_dir / "pytorch_model.bin")
+    assert _same_weights(FGCLIP2Model.from_pretrained(bin_dir), ref_model)
+
+    shard_dir = tmp_path / "sharded"
+    shutil.copytree(ckpt_copy, shard_dir)
+    (shard_dir / "model.safetensors").unlink()
+    keys = sorted(state)
+    halves = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    weight_map = {}
+    for name, part in halves.items():
+        save_file({k: state[k] for k in part}, str(shard_dir / name))
+        weight_map.update({k: name for k in part})
+    (shard_dir / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    assert _same_weights(FGCLIP2Model.from_pretrained(shard_dir), ref_model)
+
+
+def test_unknown_walk_type(ref_model, expected):
+    with pytest.raises(ValueError, match="unknown walk_type 'medium'"):
+        ref_model.get_text_features(expected["text.box.mask.input_ids"], walk_type="medium")
+
+
+def test_empty_caption_list(ref_tokenizer, ref_model):
+    from fgdense import encode_text
+
+    with pytest.raises(ValueError, match="empty caption list"):
+        tokenize(ref_tokenizer, [], "short")
+    with pytest.raises(ValueError, match="empty caption list"):
+        encode_text(ref_model, ref_tokenizer, [])
+
+
+def _regions(model, expected, boxes):
+    inputs = [expected[f"proc0.{k}"] for k in ("pixel_values", "pixel_attention_mask", "spatial_shapes")]
+    with torch.no_grad():
+        return model.get_image_region_features(*inputs, image_sizes=[(48, 64)], region_infos=[boxes])
+
+
+@pytest.mark.parametrize("box, message", [
+    ([10, 10, 10, 30], "zero area"),
+    ([70, 10, 90, 30], "entirely outside"),
+    ([30, 10, 20, 30], "inverted"),
+    ([float("nan"), 10, 20, 30], "non-finite"),
+])
+def test_bad_boxes_raise_naming_the_box(ref_model, expected, box, message):
+    with pytest.raises(BoxError, match=f"box 1 .*{message}"):
+        _regions(ref_model, expected, [[0, 0, 64, 48], box])
+
+
+def test_box_partly_outside_is_clipped(ref_model, expected):
+    outside, clipped = _regions(ref_model, expected, [[-20, 10, 40, 60], [0, 10, 40, 48]])[0]
+    assert torch.allclose(outside, clipped)
+
+
+def test_missing_image_and_non_image(tmp_path, ref_processor):
+    with pytest.raises(ImageLoadError, match="does not exist"):
+        ref_processor(tmp_path / "missing.png")
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    with pytest.raises(ImageLoadError, match="cannot read .*notes.png"):
+        ref_processor(bad)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes((FIXTURE / "images" / "img1_200x120.png").read_bytes()[:500])
+    with pytest.raises(ImageLoadError, match="cut.png"):
+        ref_processor(truncated)
