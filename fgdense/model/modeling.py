@@ -132,23 +132,36 @@ class FGCLIP2Model(nn.Module):
         return self.logit_scale.dtype
 
     # ------------------------------------------------------------------ vision
-    def vision_hidden_states(self, pixel_values, pixel_attention_mask, spatial_shapes) -> torch.Tensor:
-        """The vision tower's last hidden state (B, N, D), after the post LayerNorm."""
-        out = self.vision_model(
+    def _vision(self, pixel_values, pixel_attention_mask, spatial_shapes):
+        if pixel_attention_mask is None:
+            pixel_attention_mask = torch.ones(pixel_values.shape[:2], dtype=torch.long, device=pixel_values.device)
+        return self.vision_model(
             pixel_values=pixel_values.to(self.dtype),
-            pixel_attention_mask=pixel_attention_mask,
+            pixel_attention_mask=self._key_padding_mask(pixel_attention_mask),
             spatial_shapes=spatial_shapes,
         )
-        return out.last_hidden_state
+
+    def _key_padding_mask(self, valid: torch.Tensor) -> torch.Tensor:
+        """A (B, 1, 1, N) mask that hides padding keys from every query.
+
+        Given a 2D mask, transformers would build a (B, 1, N, N) mask: 4 GiB per image at 16384
+        patches. A 4D mask is used as given and broadcasts over queries in SDPA and in the pooling
+        head alike. Without padding the 2D mask is kept: transformers then drops the mask entirely.
+        """
+        if valid.dim() != 2 or bool(valid.all()):
+            return valid
+        keep = valid.to(torch.bool)[:, None, None, :]
+        if self.config.vision_config._attn_implementation == "sdpa":
+            return keep
+        return torch.zeros(keep.shape, dtype=self.dtype, device=keep.device).masked_fill(~keep, torch.finfo(self.dtype).min)
+
+    def vision_hidden_states(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None) -> torch.Tensor:
+        """The vision tower's last hidden state (B, N, D), after the post LayerNorm."""
+        return self._vision(pixel_values, pixel_attention_mask, spatial_shapes).last_hidden_state
 
     def get_image_features(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None) -> torch.Tensor:
         """Global image embeddings (B, D), not normalised (as the official method)."""
-        out = self.vision_model(
-            pixel_values=pixel_values.to(self.dtype),
-            pixel_attention_mask=pixel_attention_mask,
-            spatial_shapes=spatial_shapes,
-        )
-        return out.pooler_output
+        return self._vision(pixel_values, pixel_attention_mask, spatial_shapes).pooler_output
 
     def dense_features_from_hidden(self, hidden: torch.Tensor, pixel_attention_mask=None) -> torch.Tensor:
         return dense_head_forward(self.dense_feature_head, hidden, pixel_attention_mask)

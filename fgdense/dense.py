@@ -1,0 +1,184 @@
+"""High-resolution dense features: patch-feature grids for whole images, fast and memory-lean.
+
+The fast path runs each image at its own patch count with no padding at all, so neither the vision
+tower nor the dense head needs an attention mask and SDPA picks its flash / memory-efficient / fused
+CPU kernel. Real patches never attend to padding in the official model, so their features are the
+same as the padded official computation's (tested). Images of equal patch count are batched together,
+up to a token budget per forward pass, so memory stays bounded whatever the mix of sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+
+from .model.boxes import project_boxes, roi_embeddings, validate_boxes
+from .model.dense_head import dense_head_forward
+from .processing.image import FGCLIP2ImageProcessor, load_image
+
+GPU_DEFAULT_PATCHES = 16384  # 2048x2048 pixels at patch 16: FG-CLIP 2's dense-demo resolution
+CPU_DEFAULT_PATCHES = 1024  # a budget that takes seconds, not minutes, per image on a laptop CPU
+
+
+@dataclass
+class DenseFeatures:
+    """One image's dense features and how its grid maps onto the image.
+
+    ``grid`` is (h, w, D) float32, not normalised; cell (i, j) covers image pixels
+    ``y in [i * cell_h, (i+1) * cell_h)``, ``x in [j * cell_w, (j+1) * cell_w)`` of the original
+    (height, width) ``image_size``.
+    """
+
+    grid: torch.Tensor
+    image_size: tuple[int, int]
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return int(self.grid.shape[0]), int(self.grid.shape[1])
+
+    @property
+    def cell_size(self) -> tuple[float, float]:
+        """(height, width) in original-image pixels of one grid cell."""
+        (h, w), (height, width) = self.grid_size, self.image_size
+        return height / h, width / w
+
+    def normalized(self) -> torch.Tensor:
+        return F.normalize(self.grid, dim=-1)
+
+    def boxes_to_grid(self, boxes) -> torch.Tensor:
+        """xyxy boxes in image pixels -> grid units (validated and clipped, see ``validate_boxes``)."""
+        return project_boxes(validate_boxes(boxes, self.image_size), self.image_size, self.grid_size)
+
+    def region_embeddings(self, boxes) -> torch.Tensor:
+        """RoIAlign 1x1 region embeddings (N, D) of xyxy pixel boxes, not normalised (official pooling)."""
+        return roi_embeddings(self.grid, self.boxes_to_grid(boxes))
+
+    def similarity(self, text_embeds: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity (K, h, w) of every cell to each of K text embeddings."""
+        text = F.normalize(text_embeds.to(self.grid.device, torch.float32), dim=-1)
+        return torch.einsum("hwd,kd->khw", self.normalized(), text)
+
+    def upsample(self, maps: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Bilinearly resize (K, h, w) grid maps to (K, H, W) image pixels (or ``size``)."""
+        size = tuple(size or self.image_size)
+        return F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+
+
+def pick_patch_budget(height: int, width: int, max_patches: int = GPU_DEFAULT_PATCHES, patch_size: int = 16,
+                      short_edge: int = 2048) -> int:
+    """The patch budget for an image, as the official dense demo picks its resolution.
+
+    The demo resizes the short edge to ``short_edge`` pixels; the budget is that size's patch count,
+    capped at ``max_patches``. A 2048-short-edge image has at least 16384 patches, so in practice this
+    is ``max_patches`` for any image, and smaller only when ``short_edge`` is lowered.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    scale = short_edge / min(height, width)
+    native = max(1, round(height * scale) // patch_size) * max(1, round(width * scale) // patch_size)
+    return int(min(max_patches, native))
+
+
+def default_patch_budget(device: torch.device | str) -> int:
+    """16384 patches on a GPU, a CPU-friendly 1024 on a CPU."""
+    return GPU_DEFAULT_PATCHES if torch.device(device).type == "cuda" else CPU_DEFAULT_PATCHES
+
+
+def _autocast(model, precision: str):
+    """bf16 autocast on CUDA for an fp32 model (LayerNorm/softmax stay fp32 under autocast)."""
+    device = model.device
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and model.dtype == torch.float32 else "model"
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    if precision not in ("model", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}; use auto, model, fp32, bf16 or fp16")
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def dense_grids(model, pixel_values, spatial_shapes, max_batch_tokens: int = GPU_DEFAULT_PATCHES,
+                precision: str = "auto") -> list[torch.Tensor]:
+    """(h, w, D) float32 dense grids of processed images, computed without padding or masks.
+
+    Equivalent to ``model.get_image_dense_feature`` on each image's real rows (NaFlex puts padding
+    after them, so they are the first h*w rows). Images with the same patch count run together, at
+    most ``max_batch_tokens`` tokens per forward pass.
+    """
+    device = model.device
+    shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    grids: list[torch.Tensor | None] = [None] * len(shapes)
+    by_length: dict[int, list[int]] = {}
+    for index, (h, w) in enumerate(shapes):
+        by_length.setdefault(h * w, []).append(index)
+    with _autocast(model, precision):
+        for length, indices in by_length.items():
+            per_pass = max(1, max_batch_tokens // length)
+            for start in range(0, len(indices), per_pass):
+                chunk = indices[start : start + per_pass]
+                values = pixel_values[chunk, :length].to(device)
+                ones = torch.ones(values.shape[:2], dtype=torch.long, device=device)
+                hidden = model.vision_hidden_states(values, ones, spatial_shapes[chunk].to(device))
+                dense = dense_head_forward(model.dense_feature_head, hidden, None).float()
+                for row, index in enumerate(chunk):
+                    grids[index] = dense[row].reshape(*shapes[index], -1)
+    return grids
+
+
+def _processor_for(model, processor):
+    if processor is not None:
+        return processor
+    folder = getattr(model, "checkpoint_folder", None)
+    return FGCLIP2ImageProcessor.from_pretrained(folder) if folder else FGCLIP2ImageProcessor()
+
+
+def dense_features_batch(model, images: Iterable, processor=None, max_num_patches: int | None = None,
+                         max_batch_tokens: int | None = None, precision: str = "auto") -> list[DenseFeatures]:
+    """Dense features of several images (paths, PIL images or arrays), each at its own budget.
+
+    ``max_num_patches`` defaults to :func:`default_patch_budget` of the model's device; each image gets
+    ``pick_patch_budget`` of its size under that cap. The requested budget is honoured (the processor's
+    dynamic budget is switched off).
+    """
+    processor = _processor_for(model, processor)
+    cap = int(max_num_patches or default_patch_budget(model.device))
+    if cap < 1:
+        raise ValueError(f"max_num_patches must be positive, got {cap}")
+    rgb = [load_image(image) for image in images]
+    processed = [
+        processor(im, max_num_patches=pick_patch_budget(im.height, im.width, cap, processor.patch_size),
+                  dynamic_max_patches=False)
+        for im in rgb
+    ]
+    # Each image alone: its own padding only, which dense_grids strips anyway.
+    width = max(p["pixel_values"].shape[1] for p in processed) if processed else 0
+    grids = []
+    if processed:
+        values = torch.cat([F.pad(p["pixel_values"], (0, 0, 0, width - p["pixel_values"].shape[1])) for p in processed])
+        shapes = torch.cat([p["spatial_shapes"] for p in processed])
+        grids = dense_grids(model, values, shapes, max_batch_tokens or max(cap, GPU_DEFAULT_PATCHES), precision)
+    return [DenseFeatures(grid, (im.height, im.width)) for grid, im in zip(grids, rgb)]
+
+
+def dense_features(model, image, processor=None, max_num_patches: int | None = None,
+                   precision: str = "auto") -> DenseFeatures:
+    """Dense features of one image: its (h, w, D) grid and how grid cells map to image pixels."""
+    return dense_features_batch(model, [image], processor, max_num_patches, precision=precision)[0]
+
+
+def grid_shape_for(height: int, width: int, max_num_patches: int, patch_size: int = 16) -> tuple[int, int]:
+    """The (rows, columns) patch grid the processor gives an image of this size at this budget."""
+    from transformers.models.siglip2.image_processing_pil_siglip2 import get_image_size_for_max_num_patches
+
+    h, w = get_image_size_for_max_num_patches(height, width, patch_size, max_num_patches)
+    return h // patch_size, w // patch_size
+
+
+__all__ = [
+    "DenseFeatures", "dense_features", "dense_features_batch", "dense_grids", "pick_patch_budget",
+    "default_patch_budget", "grid_shape_for", "GPU_DEFAULT_PATCHES", "CPU_DEFAULT_PATCHES",
+]
