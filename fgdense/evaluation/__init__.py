@@ -1,0 +1,1 @@
+"""Evaluation: box classification (BoxClass-CN, COCO, LVIS) and segmentation mIoU."""
