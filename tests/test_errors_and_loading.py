@@ -155,3 +155,29 @@ def test_missing_image_and_non_image(tmp_path, ref_processor):
     truncated.write_bytes((FIXTURE / "images" / "img1_200x120.png").read_bytes()[:500])
     with pytest.raises(ImageLoadError, match="cut.png"):
         ref_processor(truncated)
+
+
+def test_hub_download_fetches_no_code(monkeypatch, ckpt_copy, ref_model):
+    """A hub id is fetched with patterns that match weights/config/tokenizer files, never *.py."""
+    import fnmatch
+
+    import huggingface_hub
+
+    from fgdense.model.loading import HUB_ALLOW_PATTERNS
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        calls.append((repo_id, allow_patterns))
+        return str(ckpt_copy)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model = FGCLIP2Model.from_pretrained("qihoo360/fg-clip2-base")
+    assert calls == [("qihoo360/fg-clip2-base", HUB_ALLOW_PATTERNS)]
+    assert _same_weights(model, ref_model)
+    wanted = ["config.json", "model.safetensors", "model-00001-of-00002.safetensors", "tokenizer.json",
+              "tokenizer_config.json", "preprocessor_config.json", "special_tokens_map.json"]
+    for name in wanted:
+        assert any(fnmatch.fnmatch(name, p) for p in HUB_ALLOW_PATTERNS), name
+    for code in ["modeling_fgclip2.py", "configuration_fgclip2.py", "image_processing_fgclip2.py"]:
+        assert not any(fnmatch.fnmatch(code, p) for p in HUB_ALLOW_PATTERNS), code

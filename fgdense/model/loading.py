@@ -130,13 +130,15 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
 
 
 def load_model(name_or_path, device=None, dtype=None, attn_implementation: str = "sdpa"):
-    """Build an :class:`FGCLIP2Model` from a checkpoint folder or hub id, in eval mode."""
+    """Build an :class:`FGCLIP2Model` from a checkpoint folder or hub id, in eval mode.
+
+    ``dtype`` (default float32) and ``device`` (default CPU) place the weights; ``attn_implementation``
+    is ``"sdpa"`` (fused kernels) or ``"eager"`` (explicit softmax, for checking).
+    """
     from .modeling import FGCLIP2Model
 
     folder = resolve_checkpoint(name_or_path)
     config = FGCLIP2Config.from_json_file(folder / "config.json")
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(f"{folder} has no config.json")
     state = read_state_dict(folder)
     # Build on the meta device: no time is spent on random initialisation that loading overwrites.
     with torch.device("meta"):
@@ -145,8 +147,8 @@ def load_model(name_or_path, device=None, dtype=None, attn_implementation: str =
     model.load_state_dict(state, strict=True, assign=True)
     model.name_or_path = str(name_or_path)
     model.checkpoint_folder = folder
-    if dtype is not None:
-        model = model.to(dtype=_as_dtype(dtype))
+    # Like transformers' default: fp32 unless asked otherwise, whatever precision the file stores.
+    model = model.to(dtype=_as_dtype(dtype or torch.float32))
     if device is not None:
         model = model.to(device)
     return model.eval()
