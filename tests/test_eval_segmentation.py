@@ -1,0 +1,222 @@
+"""Segmentation evaluation: IoU / mIoU / pixel accuracy with known answers, both dataset layouts, the tool."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fgdense.evaluation.segmentation import (
+    CocoDataset, FolderDataset, SegmentationDatasetError, confusion_matrix, evaluate_segmentation,
+    scores_from_confusion, segmenter_predictor,
+)
+from test_segment import BLUE, GREEN, RED, PlantedSegmenter, planted_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "eval_segmentation.py"
+CLASSES = ["background", "cat", "dog"]
+COLOURS = np.array([(0, 0, 0), (200, 0, 0), (0, 0, 200)], np.uint8)  # the image shows its class by colour
+GT = {
+    "a": np.array([[0, 0, 1, 1],
+                   [0, 0, 1, 1],
+                   [2, 2, 255, 255],
+                   [2, 2, 0, 0]]),
+    "b": np.array([[1, 1, 1, 255],
+                   [0, 0, 2, 2]]),
+}  # scored pixels: background 8, cat 7, dog 6 (21 in all); 3 ignored
+
+
+def write_folder_dataset(root: Path, gts=GT, colours=COLOURS, classes=CLASSES) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for name, gt in gts.items():
+        Image.fromarray(colours[np.where(gt == 255, 0, gt)]).save(root / "images" / f"{name}.png")
+        label = Image.fromarray(gt.astype(np.uint8))
+        label.putpalette(list(range(256)) * 3)  # a palette PNG, VOC style: the values stay class indices
+        label.save(root / "labels" / f"{name}.png")
+    (root / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+    return root
+
+
+def colour_reader(image) -> np.ndarray:
+    """The perfect predictor: reads each pixel's class off its colour."""
+    pixels = np.asarray(image)
+    return np.argmin(np.abs(pixels[:, :, None, :].astype(int) - COLOURS[None, None].astype(int)).sum(-1), axis=-1)
+
+
+def test_confusion_matrix_counts_and_ignores():
+    gt = np.array([[0, 1, 255], [1, 1, 0]])
+    pred = np.array([[0, 0, 1], [1, 5, 0]])  # 5 is "no class"
+    conf = confusion_matrix(pred, gt, 2)
+    assert conf.tolist() == [[2, 0, 0], [1, 1, 1]]
+    with pytest.raises(SegmentationDatasetError, match=r"\[7\]"):
+        confusion_matrix(pred, np.array([[0, 7, 0], [0, 0, 0]]), 2)
+
+
+def test_perfect_predictor_scores_one(tmp_path):
+    root = write_folder_dataset(tmp_path)
+    dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
+    assert dataset.class_names == CLASSES and len(dataset) == 2
+    report = evaluate_segmentation(colour_reader, dataset, progress=False)
+    assert report["miou"] == 1.0 and report["pixel_accuracy"] == 1.0 and report["mean_accuracy"] == 1.0
+    assert report["scored_pixels"] == 21 and report["images"] == 2 and report["complete"]
+    assert [row["gt_pixels"] for row in report["per_class"]] == [8, 7, 6]
+
+
+def test_wrong_predictors_score_the_hand_computed_values(tmp_path):
+    root = write_folder_dataset(tmp_path)
+    dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
+
+    # Everything "cat": cat IoU = 7 / 21 (its 7 pixels over all 21 scored), the others 0.
+    report = evaluate_segmentation(lambda im: np.ones((im.height, im.width), int), dataset, progress=False)
+    assert [row["iou"] for row in report["per_class"]] == pytest.approx([0.0, 7 / 21, 0.0])
+    assert report["miou"] == pytest.approx(1 / 9)
+    assert report["pixel_accuracy"] == pytest.approx(7 / 21)
+    assert report["mean_accuracy"] == pytest.approx(1 / 3)
+
+    # Cat and dog swapped: background perfect, cat and dog IoU 0.
+    swap = np.array([0, 2, 1])
+    report = evaluate_segmentation(lambda im: swap[colour_reader(im)], dataset, progress=False)
+    assert report["miou"] == pytest.approx(1 / 3)
+    assert report["pixel_accuracy"] == pytest.approx(8 / 21)
+
+    # Nothing predicted ("no class" everywhere): every class present in the ground truth scores 0.
+    report = evaluate_segmentation(lambda im: np.full((im.height, im.width), 3), dataset, progress=False)
+    assert report["miou"] == 0.0 and report["pixel_accuracy"] == 0.0
+
+
+def test_class_absent_everywhere_is_left_out_of_miou():
+    conf = confusion_matrix(np.array([[0, 1]]), np.array([[0, 1]]), 3)
+    report = scores_from_confusion(conf, ["a", "b", "c"])
+    assert report["per_class"][2]["iou"] is None and report["miou"] == 1.0
+
+
+def test_folder_dataset_errors(tmp_path):
+    root = write_folder_dataset(tmp_path)
+    (root / "images" / "a.png").unlink()
+    with pytest.raises(SegmentationDatasetError, match="a.png"):
+        FolderDataset(root / "images", root / "labels", root / "classes.txt")
+    with pytest.raises(SegmentationDatasetError, match="does not exist"):
+        FolderDataset(root / "nope", root / "labels", CLASSES)
+    with pytest.raises(SegmentationDatasetError, match="not in the class list"):
+        FolderDataset(root / "images", root / "labels", CLASSES, background_class="sky")
+
+
+def _coco_file(tmp_path) -> tuple[Path, np.ndarray]:
+    """One 12x10 image: a cat (RLE), a dog (polygon) on the cat, a crowd region; COCO category ids 3 and 7."""
+    from pycocotools import mask as mask_utils
+
+    cat = np.zeros((10, 12), np.uint8)
+    cat[1:8, 1:9] = 1
+    crowd = np.zeros((10, 12), np.uint8)
+    crowd[8:10, 10:12] = 1
+
+    def rle(mask):
+        encoded = mask_utils.encode(np.asfortranarray(mask))
+        return {"size": encoded["size"], "counts": encoded["counts"].decode()}
+
+    dog_polygon = [4, 3, 8, 3, 8, 6, 4, 6]  # x, y pairs: a 4 x 3 rectangle, lying on the cat
+    anns = [
+        {"id": 1, "image_id": 5, "category_id": 3, "segmentation": rle(cat), "area": int(cat.sum()), "iscrowd": 0,
+         "bbox": [1, 1, 8, 7]},
+        {"id": 2, "image_id": 5, "category_id": 7, "segmentation": [dog_polygon], "area": 12, "iscrowd": 0,
+         "bbox": [4, 3, 4, 3]},
+        {"id": 3, "image_id": 5, "category_id": 7, "segmentation": rle(crowd), "area": 4, "iscrowd": 1,
+         "bbox": [10, 8, 2, 2]},
+    ]
+    coco = {"images": [{"id": 5, "file_name": "x.png", "height": 10, "width": 12}], "annotations": anns,
+            "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(coco))
+    return path, cat
+
+
+def test_coco_dataset_ground_truth(tmp_path):
+    path, cat = _coco_file(tmp_path)
+    (tmp_path / "img").mkdir()
+    dataset = CocoDataset(path, tmp_path / "img", background_class="background")
+    assert dataset.class_names == ["background", "cat", "dog"] and dataset.background_index == 0
+    gt = dataset.ground_truth(0)
+    assert gt.shape == (10, 12)
+    dog = gt == 2
+    assert 8 <= dog.sum() <= 20 and dog[4, 5] and not dog[0].any()  # the polygon, rasterised
+    assert ((gt == 1) == (cat.astype(bool) & ~dog)).all()  # the dog lies on the cat
+    assert (gt[8:10, 10:12] == 255).all() and gt[0, 11] == 0  # crowd ignored; unannotated = background
+    # Without a background class, unannotated pixels are not scored.
+    plain = CocoDataset(path, tmp_path / "img").ground_truth(0)
+    assert plain[0, 11] == 255 and (plain[gt == 1] == 0).all() and (plain[dog] == 1).all()
+
+    # The perfect predictor on the image painted from this ground truth scores 1.
+    Image.fromarray(COLOURS[np.where(gt == 255, 0, gt)]).save(tmp_path / "img" / "x.png")
+    report = evaluate_segmentation(colour_reader, dataset, progress=False)
+    assert report["miou"] == 1.0 and report["scored_pixels"] == 10 * 12 - 4
+
+
+def test_planted_segmenter_through_the_evaluation(tmp_path):
+    """The Segmenter path: labels = class names, background class = the segmenter's background."""
+    image, truth = planted_scene()
+    gt = np.zeros(truth["red"].shape, np.int64)
+    gt[truth["red"]] = 1
+    gt[truth["blue"]] = 2
+    gt[truth["green"]] = 255
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    image.save(root / "images" / "scene.jpg", quality=98)
+    Image.fromarray(gt.astype(np.uint8)).save(root / "labels" / "scene.png")
+    dataset = FolderDataset(root / "images", root / "labels", ["background", "red", "blue"],
+                            background_class="background")
+    segmenter = PlantedSegmenter({"red": RED, "blue": BLUE, "green": GREEN}, threshold=0.5)
+    predict = segmenter_predictor(segmenter, dataset.class_names, dataset.background_index)
+    report = evaluate_segmentation(predict, dataset, progress=False)
+    assert all(row["iou"] > 0.9 for row in report["per_class"]), report["per_class"]
+    assert report["pixel_accuracy"] > 0.97
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("eval_segmentation_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_runs_on_both_layouts_with_the_tiny_checkpoint(tmp_path, tiny_checkpoint):
+    root = write_folder_dataset(tmp_path / "folder")
+    run = subprocess.run(
+        [sys.executable, str(TOOL), "--images", str(root / "images"), "--masks", str(root / "labels"),
+         "--classes", str(root / "classes.txt"), "--model", str(tiny_checkpoint), "--background-class", "background",
+         "--max-patches", "16", "--out", str(tmp_path / "report.json"), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["images"] == 2 and report["scored_pixels"] == 21 and 0 <= report["miou"] <= 1
+    assert "mIoU" in run.stdout
+
+    path, _ = _coco_file(tmp_path)
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (12, 10), (90, 120, 30)).save(tmp_path / "img" / "x.png")
+    code = load_tool().main(["--images", str(tmp_path / "img"), "--coco", str(path), "--model", str(tiny_checkpoint),
+                             "--threshold", "none", "--out", str(tmp_path / "coco.json"), "--quiet"])
+    assert code == 0
+    report = json.loads((tmp_path / "coco.json").read_text())
+    assert [row["class"] for row in report["per_class"]] == ["cat", "dog"] and report["threshold"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--masks", "labels"], "--classes"),
+    (["--masks", "labels", "--classes", "nope.txt"], "class list nope.txt does not exist"),
+    (["--coco", "nope.json"], "annotation file nope.json does not exist"),
+    (["--masks", "labels", "--classes", "classes.txt", "--threshold", "x"], "--threshold"),
+    (["--masks", "labels", "--classes", "classes.txt", "--out", "no/such/report.json"], "--out"),
+])
+def test_tool_bad_input_gives_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    write_folder_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = load_tool().main(["--images", "images", "--model", "never-loaded"] + argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and message in err[0], err
