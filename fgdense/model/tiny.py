@@ -70,7 +70,8 @@ def make_tiny_checkpoint(out_dir, seed: int = 0, hidden: int = 64, layers: int =
         model.boxtext_head.load_state_dict(model.text_model.head.state_dict())
         model.longtext_head.load_state_dict(model.text_model.head.state_dict())
         model.logit_scale.fill_(torch.log(torch.tensor(10.0)))
-        model.logit_bias.fill_(-10.0)
+        # sigmoid calibration puts the 50 % match point at cosine 0.1, so random demos label something
+        model.logit_bias.fill_(-1.0)
     processor = FGCLIP2ImageProcessor(max_num_patches=256, dynamic_max_patches=True, patch_size=16, resample=2)
     save_checkpoint(model, out, tokenizer=tokenizer, processor=processor)
     return out
