@@ -1,0 +1,316 @@
+"""FineHARD-format stage-2 data: records, up-front validation, a collator and a monolingual sampler.
+
+A FineHARD annotation file is JSON (a list of records) or JSONL (one record a line); a folder means
+every ``*.json`` / ``*.jsonl`` in it. A record::
+
+    {"f_path": "000/123.jpg", "caption": "<long caption>", "short_caption": "<short caption>",
+     "is_cn": false,
+     "bbox_info": [{"bbox": [x1, y1, x2, y2],            # normalised to [0, 1], xyxy
+                    "short_expr": "red mug", "long_expr": "a red mug on the desk",
+                    "flag_short_neg": 1, "short_expr_negs": ["blue mug", ... 10 captions]}]}
+
+``f_path`` is relative to the English or the Chinese image root (``is_cn``; when absent, a caption with
+CJK characters counts as Chinese).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..errors import FGDenseError, ImageLoadError
+from ..processing.image import load_image
+from ..processing.text import tokenize
+
+logger = logging.getLogger(__name__)
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# Normalised coordinates may overshoot [0, 1] by rounding; more than this is an annotation error.
+_BOX_SLACK = 1e-3
+
+
+class FineHARDError(FGDenseError, ValueError):
+    """A FineHARD annotation that cannot be trained on; the message names the file and record."""
+
+
+@dataclass
+class Record:
+    image_path: Path
+    caption: str
+    short_caption: str
+    is_cn: bool
+    boxes: np.ndarray  # (N, 4) normalised xyxy, clipped to [0, 1]
+    box_texts: list[str]  # one per box (long_expr by default)
+    hard_boxes: np.ndarray  # (H, 4) the boxes that carry hard negatives
+    hard_texts: list[list[str]] = field(default_factory=list)  # H lists of 1 + K captions, positive first
+
+
+def annotation_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The JSON/JSONL files named by ``paths`` (files, or folders scanned for *.json / *.jsonl)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
+            if not found:
+                raise FineHARDError(f"annotation folder {path} holds no .json or .jsonl files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FineHARDError(f"annotation file {path} does not exist")
+    if not files:
+        raise FineHARDError("no annotation files given")
+    return files
+
+
+def read_annotations(path: Path) -> list[dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except (OSError, ValueError) as err:
+        raise FineHARDError(f"cannot read annotation file {path}: {err}") from None
+    if isinstance(data, dict):
+        data = data.get("annotations", data.get("data"))
+    if not isinstance(data, list):
+        raise FineHARDError(f"{path} must hold a list of records (or JSONL, one record a line)")
+    return data
+
+
+def parse_record(raw, where: str, image_root: Path, image_root_cn: Path, num_negatives: int,
+                 box_text: str, max_boxes: int | None) -> Record:
+    """One validated :class:`Record`; any problem raises :class:`FineHARDError` naming ``where``."""
+    if not isinstance(raw, dict):
+        raise FineHARDError(f"{where}: a record must be a JSON object, got {type(raw).__name__}")
+    for key in ("f_path", "caption", "short_caption"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise FineHARDError(f"{where}: missing or empty {key!r}")
+    is_cn = bool(raw["is_cn"]) if "is_cn" in raw else bool(_CJK.search(raw["caption"] + raw["short_caption"]))
+    infos = raw.get("bbox_info") or []
+    if not isinstance(infos, list):
+        raise FineHARDError(f"{where}: 'bbox_info' must be a list")
+    boxes, texts, hard_boxes, hard_texts = [], [], [], []
+    for j, info in enumerate(infos[:max_boxes] if max_boxes else infos):
+        box = _check_box(info.get("bbox") if isinstance(info, dict) else None, f"{where} box {j}")
+        text = info.get(box_text) or info.get("short_expr")
+        if not isinstance(text, str) or not text:
+            raise FineHARDError(f"{where} box {j}: missing {box_text!r} text")
+        boxes.append(box)
+        texts.append(text)
+        if info.get("flag_short_neg"):
+            negatives = info.get("short_expr_negs")
+            positive = info.get("short_expr")
+            if not isinstance(positive, str) or not positive:
+                raise FineHARDError(f"{where} box {j}: flag_short_neg is set but 'short_expr' is missing")
+            if not isinstance(negatives, list) or len(negatives) < num_negatives or \
+                    not all(isinstance(n, str) and n for n in negatives[:num_negatives]):
+                raise FineHARDError(f"{where} box {j}: flag_short_neg is set but 'short_expr_negs' does not hold "
+                                    f"{num_negatives} non-empty captions")
+            hard_boxes.append(box)
+            hard_texts.append([positive] + negatives[:num_negatives])
+    root = image_root_cn if is_cn else image_root
+    return Record(root / raw["f_path"], raw["caption"], raw["short_caption"], is_cn,
+                  np.asarray(boxes, dtype=np.float32).reshape(-1, 4), texts,
+                  np.asarray(hard_boxes, dtype=np.float32).reshape(-1, 4), hard_texts)
+
+
+def _check_box(box, where: str) -> list[float]:
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        raise FineHARDError(f"{where}: 'bbox' must be 4 numbers [x1, y1, x2, y2] normalised to [0, 1], got {box!r}")
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise FineHARDError(f"{where}: 'bbox' has a non-numeric coordinate: {box!r}") from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise FineHARDError(f"{where}: 'bbox' has a non-finite coordinate: {box!r}")
+    if min(x1, y1, x2, y2) < -_BOX_SLACK or max(x1, y1, x2, y2) > 1 + _BOX_SLACK:
+        raise FineHARDError(f"{where}: 'bbox' {box!r} is not normalised to [0, 1]")
+    x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
+    if x2 <= x1 or y2 <= y1:
+        raise FineHARDError(f"{where}: 'bbox' {box!r} is inverted or has zero area")
+    return [x1, y1, x2, y2]
+
+
+class FineHARDDataset(Dataset):
+    """FineHARD records, validated when built (with a progress bar), images loaded lazily.
+
+    ``dataset[i]`` (or ``dataset[(i, epoch)]``, as :class:`MonolingualBatchSampler` yields) is a dict
+    with the PIL ``image`` and the record; an image that is missing or unreadable gives
+    ``{"skipped": path}`` instead, which the collator drops and counts.
+    """
+
+    def __init__(self, ann_file, image_root=".", image_root_cn=None, num_negatives: int = 10,
+                 box_text: str = "long_expr", max_boxes: int | None = 8, progress: bool = True):
+        self.num_negatives = num_negatives
+        image_root = Path(image_root)
+        image_root_cn = Path(image_root_cn) if image_root_cn is not None else image_root
+        self.records: list[Record] = []
+        files = annotation_files(ann_file)
+        for path in files:
+            raws = read_annotations(path)
+            for index, raw in enumerate(tqdm(raws, desc=f"checking {path.name}", disable=not progress,
+                                             unit="record", leave=False)):
+                self.records.append(parse_record(raw, f"{path} record {index}", image_root, image_root_cn,
+                                                 num_negatives, box_text, max_boxes))
+        if not self.records:
+            raise FineHARDError(f"no records in {', '.join(map(str, files))}")
+        self.is_cn = np.array([r.is_cn for r in self.records], dtype=bool)
+        # mmengine's Runner hands this to its visualizer.
+        self.metainfo = {"dataset": "FineHARD", "records": len(self.records), "chinese": int(self.is_cn.sum())}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key):
+        index, epoch = key if isinstance(key, tuple) else (key, None)
+        record = self.records[index]
+        try:
+            image = load_image(record.image_path)
+        except ImageLoadError as err:
+            return {"skipped": str(record.image_path), "reason": str(err), "epoch": epoch}
+        return {"image": image, "record": record, "epoch": epoch}
+
+
+class FineHARDCollator:
+    """Images with one dynamic patch budget per batch, texts tokenised per walk type, boxes padded.
+
+    Output (B images kept, M = most boxes of any image, H = most hard-negative boxes):
+    ``pixel_values``, ``pixel_attention_mask``, ``spatial_shapes``; ``long_ids`` (B, 196), ``short_ids``
+    (B, 64); ``boxes`` (B, M, 4) normalised, ``box_ids`` (B, M, 64), ``box_counts`` (B,); ``hard_boxes``
+    (B, H, 4), ``hard_ids`` (B, H, 1+K, 64), ``hard_counts`` (B,); ``skipped`` (number of unreadable
+    images dropped) and ``epoch``.
+    """
+
+    def __init__(self, tokenizer, processor, num_negatives: int = 10, max_num_patches: int | None = None):
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.num_negatives = num_negatives
+        # None: the official per-batch dynamic budget; a number: that fixed budget (e.g. benchmarks).
+        self.max_num_patches = max_num_patches
+
+    def __call__(self, items: list[dict]) -> dict:
+        kept = [it for it in items if "image" in it]
+        skipped = [it for it in items if "skipped" in it]
+        for it in skipped:
+            logger.warning("skipping unreadable image: %s", it["reason"])
+        epochs = [it["epoch"] for it in items if it.get("epoch") is not None]
+        batch: dict = {"skipped": len(skipped), "epoch": epochs[0] if epochs else None, "size": len(kept)}
+        if not kept:
+            return batch
+        records = [it["record"] for it in kept]
+        if self.max_num_patches is None:
+            pixels = self.processor([it["image"] for it in kept], dynamic_max_patches=True)
+        else:
+            pixels = self.processor([it["image"] for it in kept], max_num_patches=self.max_num_patches,
+                                    dynamic_max_patches=False)
+        batch.update(pixel_values=pixels["pixel_values"], pixel_attention_mask=pixels["pixel_attention_mask"],
+                     spatial_shapes=pixels["spatial_shapes"])
+        batch["long_ids"] = self._ids([r.caption for r in records], "long")
+        batch["short_ids"] = self._ids([r.short_caption for r in records], "short")
+        batch["boxes"], batch["box_ids"], batch["box_counts"] = self._pad(
+            [r.boxes for r in records], [[[t] for t in r.box_texts] for r in records], 1)
+        batch["box_ids"] = batch["box_ids"][:, :, 0]
+        batch["hard_boxes"], batch["hard_ids"], batch["hard_counts"] = self._pad(
+            [r.hard_boxes for r in records], [r.hard_texts for r in records], 1 + self.num_negatives)
+        return batch
+
+    def _ids(self, texts: list[str], walk: str) -> torch.Tensor:
+        return tokenize(self.tokenizer, texts, walk)["input_ids"]
+
+    def _pad(self, boxes: list[np.ndarray], texts: list[list[list[str]]], per_box: int):
+        """(B, M, 4) boxes, (B, M, per_box, 64) token ids and (B,) counts, zero-padded."""
+        counts = torch.tensor([len(b) for b in boxes], dtype=torch.long)
+        most = int(counts.max()) if len(counts) else 0
+        padded_boxes = torch.zeros(len(boxes), most, 4)
+        ids = torch.zeros(len(boxes), most, per_box, 64, dtype=torch.long)
+        flat = [t for per_image in texts for box_texts in per_image for t in box_texts]
+        if flat:
+            tokens = self._ids(flat, "box").reshape(-1, per_box, 64)
+            start = 0
+            for i, n in enumerate(counts.tolist()):
+                padded_boxes[i, :n] = torch.from_numpy(boxes[i])
+                ids[i, :n] = tokens[start : start + n]
+                start += n
+        return padded_boxes, ids, counts
+
+
+@lru_cache(maxsize=4)
+def _collator(checkpoint: str, num_negatives: int, max_num_patches: int | None) -> FineHARDCollator:
+    from ..processing.image import FGCLIP2ImageProcessor
+    from ..processing.text import load_tokenizer
+
+    return FineHARDCollator(load_tokenizer(checkpoint), FGCLIP2ImageProcessor.from_pretrained(checkpoint),
+                            num_negatives, max_num_patches)
+
+
+def finehard_collate(items: list[dict], checkpoint: str, num_negatives: int = 10,
+                     max_num_patches: int | None = None) -> dict:
+    """mmengine ``collate_fn``: the :class:`FineHARDCollator` of ``checkpoint``'s tokenizer and processor."""
+    return _collator(str(checkpoint), num_negatives, max_num_patches)(items)
+
+
+class MonolingualBatchSampler:
+    """Batches that hold only English or only Chinese records (the official bilingual grouping).
+
+    Each epoch, each language's records are shuffled (seeded by seed + epoch) and cut into groups of
+    ``batch_size x world_size``; the last group of a language is filled up by wrapping around its list,
+    so no record is dropped. The groups are shuffled and process r takes the r-th batch of each group:
+    at every step all processes see the same language and the same number of batches.
+    Yields lists of ``(index, epoch)``.
+
+    ``sampler`` is the mmengine sampler the Runner builds (``DefaultSampler``); only its dataset, seed,
+    shuffle flag, rank, world size and epoch (set by the training loop) are used. With ``infinite``
+    the sampler runs pass after pass by itself (for iteration-based training: mmengine's loop pauses
+    two seconds each time a finite dataloader runs out).
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool = False, infinite: bool = False):
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.infinite = infinite
+        dataset = sampler.dataset
+        self.languages = [np.flatnonzero(~dataset.is_cn), np.flatnonzero(dataset.is_cn)]
+
+    def _groups(self, epoch: int) -> list[np.ndarray]:
+        shuffle = bool(getattr(self.sampler, "shuffle", True))
+        rng = np.random.default_rng((int(getattr(self.sampler, "seed", 0) or 0), epoch))
+        world = int(getattr(self.sampler, "world_size", 1))
+        size = self.batch_size * world
+        groups = []
+        for indices in self.languages:
+            if len(indices) == 0:
+                continue
+            order = rng.permutation(indices) if shuffle else indices
+            count = math.ceil(len(order) / size)
+            order = np.resize(order, count * size)  # wraps around to fill the last group
+            groups += list(order.reshape(count, world, self.batch_size))
+        if shuffle:
+            groups = [groups[i] for i in rng.permutation(len(groups))]
+        return groups
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = int(getattr(self.sampler, "epoch", 0))
+        rank = int(getattr(self.sampler, "rank", 0))
+        while True:
+            for group in self._groups(epoch):
+                yield [(int(i), epoch) for i in group[rank]]
+            if not self.infinite:
+                return
+            epoch += 1
+
+    def __len__(self) -> int:
+        size = self.batch_size * int(getattr(self.sampler, "world_size", 1))
+        return sum(math.ceil(len(ix) / size) for ix in self.languages if len(ix))

@@ -1,0 +1,124 @@
+"""mmengine hooks of stage-2 training: checkpoint export, skipped-image reports, per-process summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from mmengine.dist import all_reduce, get_rank, is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+
+def unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+def export_checkpoint(stage2_model, folder, checkpoint: str) -> Path:
+    """Write an fgdense checkpoint folder (config, safetensors, tokenizer, preprocessor) atomically.
+
+    The folder is written next to its destination under a temporary name and renamed into place, so
+    an interrupted export never leaves a half-written checkpoint. ``checkpoint`` is where the
+    tokenizer and preprocessor come from (the checkpoint training started from).
+    """
+    from ..model.loading import save_checkpoint
+    from ..processing.image import FGCLIP2ImageProcessor
+    from ..processing.text import load_tokenizer
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        save_checkpoint(stage2_model.model, tmp, load_tokenizer(checkpoint), FGCLIP2ImageProcessor.from_pretrained(checkpoint))
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+class ExportHook(Hook):
+    """Export the trained network as an fgdense checkpoint folder loadable by ``FGCLIP2Model.from_pretrained``.
+
+    Writes ``<work_dir>/<name>`` (default ``export``) when training ends and, with ``interval`` > 0,
+    ``<work_dir>/<name>_iter_<n>`` every ``interval`` iterations. Only the main process writes.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, name: str = "export", interval: int = 0):
+        self.name = name
+        self.interval = int(interval)
+
+    def _export(self, runner, folder_name: str) -> None:
+        if is_main_process():
+            model = unwrap(runner.model)
+            folder = export_checkpoint(model, Path(runner.work_dir) / folder_name, runner.cfg.model.checkpoint)
+            runner.logger.info(f"exported fgdense checkpoint to {folder}")
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.interval > 0 and self.every_n_train_iters(runner, self.interval) and runner.iter + 1 < runner.max_iters:
+            self._export(runner, f"{self.name}_iter_{runner.iter + 1}")
+
+    def after_train(self, runner) -> None:
+        self._export(runner, self.name)
+
+
+class SkippedImagesHook(Hook):
+    """Log how many unreadable images were skipped in each pass over the data (summed over processes)."""
+
+    priority = "BELOW_NORMAL"
+
+    def __init__(self):
+        self._reported: set[int] = set()
+
+    def _report(self, runner, epochs) -> None:
+        model = unwrap(runner.model)
+        for epoch in sorted(epochs):
+            count = torch.tensor(float(model.skipped_per_epoch.get(epoch, 0)))
+            all_reduce(count)
+            runner.logger.info(f"data pass {epoch}: skipped {int(count)} missing or unreadable image(s)")
+            self._reported.add(epoch)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        epoch = data_batch.get("epoch") if isinstance(data_batch, dict) else None
+        if epoch is not None:
+            # A batch of pass e means every earlier pass is complete: report those once.
+            self._report(runner, [e for e in range(int(epoch)) if e not in self._reported])
+
+    def after_train(self, runner) -> None:
+        model = unwrap(runner.model)
+        seen = set(model.skipped_per_epoch)
+        # Every process must join the same collectives: agree on the last pass seen.
+        last = torch.tensor(float(max(seen) if seen else -1))
+        all_reduce(last, op="max")
+        self._report(runner, [e for e in range(int(last) + 1) if e not in self._reported])
+
+
+class RankSummaryHook(Hook):
+    """Write ``<work_dir>/<name>/rank<r>.json`` per process at the end: iterations, threshold, batch stats.
+
+    For checking multi-process runs (each process's hard-negative threshold must be identical).
+    """
+
+    def __init__(self, name: str = "rank_summary"):
+        self.name = name
+
+    def after_train(self, runner) -> None:
+        model = unwrap(runner.model)
+        folder = Path(runner.work_dir) / self.name
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = {"rank": get_rank(), "iter": runner.iter, "hard_threshold": float(model.hard_threshold),
+                   **model.last_stats}
+        path = folder / f"rank{get_rank()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, path)

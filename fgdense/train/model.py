@@ -1,0 +1,183 @@
+"""The mmengine model for stage-2 training: an FG-CLIP 2 network plus the stage-2 objectives.
+
+``FGCLIP2Stage2`` owns an :class:`~fgdense.model.FGCLIP2Model` (``.model``), the two learnable
+region / hard-negative logit scales (log values, initialised at log 100 as the official recipe) and
+the hard-negative threshold (a buffer, so it is checkpointed and resumed). Its ``forward(mode="loss")``
+takes a batch of :class:`~fgdense.train.data.FineHARDCollator` and returns the weighted losses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import distributed as dist
+from torch import nn
+
+from ..model.boxes import roi_embeddings
+from ..model.modeling import FGCLIP2Model, grid_of
+from .losses import hard_negative_loss, region_contrastive_loss, siglip_loss, sync_threshold, text_intra_modal_loss
+
+# Objective weights of the official stage-2 recipe; a config may switch any off with 0.
+DEFAULT_WEIGHTS = dict(long=1.0, short=1.0, region=0.2, text_intra=0.1, hard=0.5)
+
+
+def build_network(checkpoint: str, init_from: str = "fgclip2") -> FGCLIP2Model:
+    """An FG-CLIP 2 network from an FG-CLIP 2 checkpoint or (``init_from="siglip2"``) a SigLIP 2 one."""
+    if init_from == "fgclip2":
+        return FGCLIP2Model.from_pretrained(checkpoint).train()
+    if init_from == "siglip2":
+        from ..model.siglip2_init import init_from_siglip2
+
+        return init_from_siglip2(checkpoint).train()
+    raise ValueError(f"init_from must be 'fgclip2' or 'siglip2', got {init_from!r}")
+
+
+class FGCLIP2Stage2(BaseModel):
+    """Stage-2 region fine-tuning of FG-CLIP 2 (see the module docstring).
+
+    ``loss_weights`` overrides :data:`DEFAULT_WEIGHTS` (a weight of 0 turns that objective off);
+    ``frozen`` lists parameter-name prefixes of the network to freeze (e.g. ``"text_model."``);
+    ``gradient_checkpointing`` recomputes the vision and text encoder layers in the backward pass.
+    """
+
+    def __init__(self, checkpoint: str | None = None, init_from: str = "fgclip2", loss_weights: dict | None = None,
+                 logit_scale_init: float = math.log(100.0), gradient_checkpointing: bool = False,
+                 frozen: tuple[str, ...] | list[str] = (), text_intra_topk: int = 10,
+                 text_intra_same_threshold: float = 0.95, network: FGCLIP2Model | None = None,
+                 data_preprocessor=None, init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if (checkpoint is None) == (network is None):
+            raise ValueError("give either a checkpoint to start from or a built network, not both")
+        # ``network``: an already built FGCLIP2Model (benchmarks use randomly initialised ones).
+        self.model = network.train() if network is not None else build_network(checkpoint, init_from)
+        unknown = set(loss_weights or {}) - set(DEFAULT_WEIGHTS)
+        if unknown:
+            raise ValueError(f"unknown loss weights {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
+        self.weights = {**DEFAULT_WEIGHTS, **(loss_weights or {})}
+        self.logit_scale_finegraind = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        self.logit_scale_hardneg = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        self.register_buffer("hard_threshold", torch.zeros(()))
+        self.text_intra_topk = text_intra_topk
+        self.text_intra_same_threshold = text_intra_same_threshold
+        self.skipped_per_epoch: dict[int, int] = defaultdict(int)
+        self.last_stats: dict[str, float] = {}
+        self._freeze(frozen)
+        if gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
+
+    def _freeze(self, prefixes) -> None:
+        names = [name for name, _ in self.model.named_parameters()]
+        for prefix in prefixes:
+            if not any(name.startswith(prefix) for name in names):
+                raise ValueError(f"frozen prefix {prefix!r} matches no parameter of the model")
+        for name, param in self.model.named_parameters():
+            if any(name.startswith(prefix) for prefix in prefixes):
+                param.requires_grad_(False)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, mode: str = "loss", **batch):
+        if mode != "loss":
+            raise ValueError(f"FGCLIP2Stage2 only trains (mode='loss'); got mode={mode!r}")
+        epoch = batch.get("epoch")
+        if epoch is not None:
+            self.skipped_per_epoch[int(epoch)] += int(batch.get("skipped", 0))
+        if not batch.get("size"):
+            return self._empty_batch_losses()
+        return self.losses(batch)
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        net, w = self.model, self.weights
+        vision = net._vision(batch["pixel_values"], batch["pixel_attention_mask"], batch["spatial_shapes"])
+        image = F.normalize(vision.pooler_output.float(), dim=-1)
+        out: dict[str, torch.Tensor] = {}
+        stats = {"images": int(image.shape[0])}
+        for walk in ("long", "short"):
+            if w[walk]:
+                text = F.normalize(net.get_text_features(batch[f"{walk}_ids"], walk_type=walk).float(), dim=-1)
+                out[f"loss_{walk}"] = w[walk] * siglip_loss(image, text, net.logit_scale, net.logit_bias, stats=stats)
+        self.last_stats = stats
+        need_regions = w["region"] or w["text_intra"] or w["hard"]
+        dense = net.dense_features_from_hidden(vision.last_hidden_state, batch["pixel_attention_mask"]) if need_regions else None
+        if w["region"] or w["text_intra"]:
+            regions = self._regions(dense, batch["spatial_shapes"], batch["boxes"], batch["box_counts"])
+            valid = _valid(batch["box_counts"], batch["boxes"].shape[1])
+            if len(regions):
+                texts = F.normalize(net.get_text_features(batch["box_ids"][valid], walk_type="box").float(), dim=-1)
+                if w["region"]:
+                    out["loss_region"] = w["region"] * region_contrastive_loss(regions, texts, self.logit_scale_finegraind)
+                if w["text_intra"]:
+                    out["loss_text_intra"] = w["text_intra"] * text_intra_modal_loss(
+                        texts, self.text_intra_topk, self.text_intra_same_threshold)
+        if w["hard"]:
+            out.update(self._hard_negative(dense, batch))
+        return out
+
+    def _hard_negative(self, dense, batch) -> dict[str, torch.Tensor]:
+        regions = self._regions(dense, batch["spatial_shapes"], batch["hard_boxes"], batch["hard_counts"])
+        threshold = self.hard_threshold
+        out = {}
+        if len(regions):
+            ids = batch["hard_ids"][_valid(batch["hard_counts"], batch["hard_boxes"].shape[1])]  # (H, 1+K, L)
+            texts = self.model.get_text_features(ids.flatten(0, 1), walk_type="box").float()
+            texts = F.normalize(texts, dim=-1).reshape(ids.shape[0], ids.shape[1], -1)
+            loss, threshold = hard_negative_loss(regions, texts, self.hard_threshold, self.logit_scale_hardneg)
+            out["loss_hard"] = self.weights["hard"] * loss
+        self.last_stats["local_hard_threshold"] = float(threshold)
+        # Every process takes part, with or without hard boxes, so the collective never hangs.
+        with torch.no_grad():
+            self.hard_threshold.copy_(sync_threshold(threshold).to(self.hard_threshold.device))
+        out["hard_threshold"] = self.hard_threshold.detach().clone()
+        return out
+
+    def _regions(self, dense, spatial_shapes, boxes, counts) -> torch.Tensor:
+        """Normalised RoIAlign embeddings of every valid box, image by image, in batch order."""
+        parts = []
+        for i, n in enumerate(counts.tolist()):
+            if n == 0:
+                continue
+            h, w = (int(v) for v in spatial_shapes[i])
+            # Normalised xyxy -> patch-grid units, as the official _denormalize_boxes.
+            scale = torch.tensor([w, h, w, h], dtype=torch.float64, device=boxes.device)
+            parts.append(roi_embeddings(grid_of(dense[i], spatial_shapes[i]), boxes[i, :n].double() * scale))
+        if not parts:
+            return dense.new_zeros(0, dense.shape[-1])
+        return F.normalize(torch.cat(parts).float(), dim=-1)
+
+    def _empty_batch_losses(self) -> dict[str, torch.Tensor]:
+        """A batch whose images were all unreadable: zero loss, but the collectives still run."""
+        zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
+        out = {"loss_empty": zero}
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if distributed:
+            dim = self.model.config.text_config.hidden_size
+            empty = self.model.logit_scale.new_zeros(0, dim)
+            for walk in ("long", "short"):
+                if self.weights[walk]:
+                    out["loss_empty"] = out["loss_empty"] + siglip_loss(empty, empty, self.model.logit_scale,
+                                                                        self.model.logit_bias)
+        if self.weights["hard"]:
+            with torch.no_grad():
+                self.hard_threshold.copy_(sync_threshold(self.hard_threshold).to(self.hard_threshold.device))
+        return out
+
+
+def _valid(counts: torch.Tensor, most: int) -> torch.Tensor:
+    """(B, most) mask of the real (non-padding) boxes."""
+    return torch.arange(most, device=counts.device)[None, :] < counts[:, None]
+
+
+def enable_gradient_checkpointing(model: FGCLIP2Model) -> None:
+    """Recompute the SigLIP 2 encoder layers in the backward pass (vision and text towers).
+
+    Both towers are transformers ``PreTrainedModel`` s; non-reentrant checkpointing works with frozen
+    inputs and with several forward passes of the text tower per step.
+    """
+    for tower in (model.vision_model, model.text_model):
+        if hasattr(tower, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            tower.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -1,0 +1,61 @@
+"""Shared set-up of the stage-2 training tests: a tiny checkpoint, a generated dataset, configs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "train" / "tiny.py"
+# Small enough for a shared 2-core machine: 1 layer, 32 wide, 4 images and at most 2 boxes per image.
+TEST_SETTINGS = dict(batch_size=4, lr=2e-3, warmup_iters=4)
+
+
+def make_setup(root: Path, num_en: int = 24, num_cn: int = 24, layers: int = 1) -> tuple[Path, dict]:
+    from fgdense.model.tiny import make_tiny_checkpoint
+    from fgdense.train.synthetic import make_finehard_dataset
+
+    checkpoint = make_tiny_checkpoint(root / "ckpt", seed=0, hidden=32, layers=layers, heads=2)
+    data = make_finehard_dataset(root / "data", num_en=num_en, num_cn=num_cn, seed=0)
+    return checkpoint, data
+
+
+def make_config(checkpoint, data: dict, work_dir, max_iters: int, **options):
+    """The tiny config pointed at the generated data, as tools/train_stage2.py would resolve it."""
+    from mmengine.config import Config
+
+    from fgdense.train.runner import resolve_settings
+
+    cfg = Config.fromfile(str(TINY_CONFIG))
+    cfg.merge_from_dict(dict(TEST_SETTINGS, checkpoint=str(checkpoint), max_iters=max_iters,
+                             ann_file=data["ann_file"], image_root=data["image_root"],
+                             image_root_cn=data["image_root_cn"], **options))
+    cfg.train_dataloader.dataset.max_boxes = 2
+    cfg.default_hooks.logger.interval = 1
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = "none"
+    # mmengine keeps loggers by experiment name: give every run its own.
+    cfg.experiment_name = f"test_{uuid.uuid4().hex[:8]}"
+    return resolve_settings(cfg)
+
+
+def train(cfg):
+    import torch
+
+    from fgdense.train.runner import build_runner, build_train_dataset
+
+    # Tiny matrices: one thread is several times faster than two on a busy shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner = build_runner(cfg, build_train_dataset(cfg))
+        runner.train()
+    finally:
+        torch.set_num_threads(threads)
+    return runner
+
+
+def logged_scalars(work_dir) -> list[dict]:
+    files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]

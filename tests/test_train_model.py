@@ -1,0 +1,105 @@
+"""The mmengine model wrapper: objectives on/off, freezing, per-module learning rates, checkpointing."""
+
+import math
+
+import pytest
+import torch
+
+from fgdense import FGCLIP2ImageProcessor, load_tokenizer
+from fgdense.train.data import FineHARDCollator, FineHARDDataset
+from fgdense.train.model import FGCLIP2Stage2
+from fgdense.train.synthetic import make_finehard_dataset
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_checkpoint, tmp_path_factory):
+    data = make_finehard_dataset(tmp_path_factory.mktemp("finehard"), num_en=4, num_cn=0, seed=2)
+    ds = FineHARDDataset(data["ann_file"], data["image_root"], data["image_root_cn"], max_boxes=2, progress=False)
+    collate = FineHARDCollator(load_tokenizer(tiny_checkpoint), FGCLIP2ImageProcessor.from_pretrained(tiny_checkpoint))
+    return collate([ds[i] for i in range(4)])
+
+
+def total(losses):
+    return sum(v for k, v in losses.items() if k.startswith("loss"))
+
+
+def test_all_objectives_and_scales(tiny_checkpoint, batch):
+    model = FGCLIP2Stage2(str(tiny_checkpoint))
+    assert float(model.logit_scale_finegraind.detach()) == pytest.approx(math.log(100))
+    losses = model(**batch)
+    assert {"loss_long", "loss_short", "loss_region", "loss_text_intra", "loss_hard"} <= set(losses)
+    total(losses).backward()
+    # Gradients reach the dense head through RoIAlign, and both learnable region scales.
+    assert model.model.dense_feature_head.mlp.fc1.weight.grad.abs().sum() > 0
+    assert model.logit_scale_finegraind.grad is not None and model.logit_scale_hardneg.grad is not None
+
+
+def test_weights_switch_objectives_off(tiny_checkpoint, batch):
+    model = FGCLIP2Stage2(str(tiny_checkpoint), loss_weights=dict(short=0, text_intra=0, hard=0))
+    assert set(model(**batch)) == {"loss_long", "loss_region"}
+    with pytest.raises(ValueError, match="unknown loss weights"):
+        FGCLIP2Stage2(str(tiny_checkpoint), loss_weights=dict(regoin=1))
+
+
+def test_frozen_text_tower_does_not_move(tiny_checkpoint, batch):
+    model = FGCLIP2Stage2(str(tiny_checkpoint), frozen=["text_model."])
+    text_before = {k: v.clone() for k, v in model.model.text_model.state_dict().items()}
+    vision_before = model.model.vision_model.embeddings.patch_embedding.weight.clone()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    total(model(**batch)).backward()
+    optimizer.step()
+    assert all(torch.equal(v, model.model.text_model.state_dict()[k]) for k, v in text_before.items())
+    assert not torch.equal(vision_before, model.model.vision_model.embeddings.patch_embedding.weight)
+
+
+def test_per_module_learning_rates(tiny_checkpoint):
+    from mmengine.optim import build_optim_wrapper
+
+    model = FGCLIP2Stage2(str(tiny_checkpoint))
+    wrapper = build_optim_wrapper(model, dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3),
+                                              paramwise_cfg=dict(custom_keys={"text_model": dict(lr_mult=0.1)})))
+    names = {id(p): n for n, p in model.named_parameters()}
+    lrs = {names[id(p)]: group["lr"] for group in wrapper.optimizer.param_groups for p in group["params"]}
+    assert lrs["model.text_model.embeddings.token_embedding.weight"] == pytest.approx(1e-4)
+    assert lrs["model.vision_model.embeddings.patch_embedding.weight"] == pytest.approx(1e-3)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_checkpoint, batch):
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = FGCLIP2Stage2(str(tiny_checkpoint), gradient_checkpointing=checkpointing)
+        total(model(**batch)).backward()
+        grads.append(model.model.vision_model.encoder.layers[0].mlp.fc1.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_batch_of_unreadable_images_gives_zero_loss(tiny_checkpoint):
+    model = FGCLIP2Stage2(str(tiny_checkpoint))
+    losses = model(size=0, skipped=4, epoch=2)
+    assert float(total(losses).detach()) == 0.0 and model.skipped_per_epoch[2] == 4
+    total(losses).backward()  # still a valid graph for DDP
+
+
+def test_start_from_siglip2_and_export(tmp_path, batch):
+    from transformers import Siglip2Config, Siglip2Model
+
+    from fgdense import FGCLIP2Model
+    from fgdense.model.tiny import build_tokenizer
+    from fgdense.train.hooks import export_checkpoint
+
+    tokenizer = build_tokenizer()
+    dims = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    siglip = Siglip2Model(Siglip2Config(text_config=dict(dims, vocab_size=len(tokenizer)),
+                                        vision_config=dict(dims, num_patches=256)))
+    folder = tmp_path / "siglip2"
+    siglip.save_pretrained(folder)
+    tokenizer.save_pretrained(str(folder))
+    FGCLIP2ImageProcessor(max_num_patches=256).save_pretrained(folder)
+
+    model = FGCLIP2Stage2(str(folder), init_from="siglip2")
+    total(model(**batch)).backward()
+    exported = export_checkpoint(model, tmp_path / "export", str(folder))
+    loaded = FGCLIP2Model.from_pretrained(exported)
+    assert torch.equal(loaded.boxtext_head.weight, model.model.boxtext_head.weight.detach())
+    assert load_tokenizer(exported)("red mug")["input_ids"] == load_tokenizer(folder)("red mug")["input_ids"]

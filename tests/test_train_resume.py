@@ -1,0 +1,59 @@
+"""An interrupted run resumed from its checkpoint ends exactly where an uninterrupted run ends."""
+
+import shutil
+
+import pytest
+import torch
+
+from _train_helpers import logged_scalars, make_config, make_setup, train
+
+STEPS, STOP = 6, 3
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=False)  # our own mmengine checkpoint
+
+
+def assert_same(a, b, what):
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=lambda m: f"{what}: {m}")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), what
+        for key in a:
+            assert_same(a[key], b[key], f"{what}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{what}[{i}]")
+    else:
+        assert a == b, f"{what}: {a} != {b}"
+
+
+@pytest.mark.slow
+def test_resume_matches_uninterrupted_run(tmp_path):
+    checkpoint, data = make_setup(tmp_path, num_en=8, num_cn=8)
+    full = tmp_path / "full"
+    cfg = make_config(checkpoint, data, full, STEPS)
+    cfg.default_hooks.checkpoint.interval = STOP
+    train(cfg)
+
+    # The interrupted run: its work dir holds what it had written when stopped after STOP steps.
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(full / f"iter_{STOP}.pth", resumed / f"iter_{STOP}.pth")
+    (resumed / "last_checkpoint").write_text(str(resumed / f"iter_{STOP}.pth"))
+    cfg = make_config(checkpoint, data, resumed, STEPS)
+    cfg.default_hooks.checkpoint.interval = STOP
+    cfg.resume = True
+    runner = train(cfg)
+
+    assert runner.iter == STEPS
+    assert [s["step"] for s in logged_scalars(resumed) if "loss" in s] == list(range(STOP + 1, STEPS + 1))
+    a, b = load(full / f"iter_{STEPS}.pth"), load(resumed / f"iter_{STEPS}.pth")
+    assert a["meta"]["iter"] == b["meta"]["iter"] == STEPS
+    assert_same(a["optimizer"], b["optimizer"], "optimizer")
+    assert_same(a["state_dict"], b["state_dict"], "state_dict")
+    assert_same(a["param_schedulers"], b["param_schedulers"], "param_schedulers")
+    # The optimizer really moved between the stop and the end (the comparison is not vacuous).
+    stopped = load(full / f"iter_{STOP}.pth")
+    assert stopped["optimizer"]["state"][0]["step"] != a["optimizer"]["state"][0]["step"]

@@ -1,0 +1,59 @@
+"""Stage-2 region fine-tuning of FG-CLIP 2 on FineHARD-format data (mmengine).
+
+    python tools/train_stage2.py configs/train/base.py --cfg-options checkpoint=... data_root=...
+    torchrun --nproc_per_node 8 tools/train_stage2.py configs/train/base.py --launcher pytorch
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fgdense.cli import fail
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="training config, e.g. configs/train/base.py")
+    parser.add_argument("--work-dir", help="where logs, checkpoints and the export go (default work_dirs/<config>)")
+    parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in the work dir")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                        help="override config entries, e.g. checkpoint=fg-tiny batch_size=8 model.frozen=[text_model.]")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
+                        help="'pytorch' under torchrun for several processes")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mmengine.config import Config
+
+    from fgdense.errors import FGDenseError
+    from fgdense.model.loading import resolve_checkpoint
+    from fgdense.train.runner import build_runner, build_train_dataset, resolve_settings
+
+    if not Path(args.config).is_file():
+        return fail(f"config {args.config} does not exist")
+    try:
+        cfg = Config.fromfile(args.config)
+        cfg.merge_from_dict(args.cfg_options)
+        cfg.launcher = args.launcher
+        cfg.work_dir = args.work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(args.config).stem)
+        if args.resume:
+            cfg.resume = True
+        resolve_settings(cfg)
+        # Everything a user can get wrong is checked before the run writes anything.
+        resolve_checkpoint(cfg.model.checkpoint)
+        dataset = build_train_dataset(cfg)
+        runner = build_runner(cfg, dataset)
+        runner.train()
+    except (FGDenseError, ValueError, SyntaxError, KeyError) as err:
+        return fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
