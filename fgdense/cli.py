@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -21,3 +22,13 @@ def pick_device(name: str | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
     return device
+
+
+def output_paths(output: str, png: str | None = None, no_png: bool = False) -> tuple[str, str | None, str | None]:
+    """The JSON and PNG paths a box tool writes (PNG beside the JSON unless given or turned off),
+    and an error message if a folder to write into does not exist."""
+    png = None if no_png else (png or str(Path(output).with_suffix(".png")))
+    for option, value in (("--output", output), ("--png", png)):
+        if value and not Path(value).resolve().parent.is_dir():
+            return output, png, f"the folder of {option} {value} does not exist"
+    return output, png, None

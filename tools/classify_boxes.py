@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgdense.cli import fail, pick_device
+from fgdense.cli import fail, output_paths, pick_device
 from fgdense.errors import FGDenseError
 from fgdense.model.boxes import validate_boxes
 from fgdense.processing import load_image
@@ -53,10 +53,9 @@ def read_labels(args) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    png = None if args.no_png else (args.png or str(Path(args.output).with_suffix(".png")))
-    for option, value in (("--output", args.output), ("--png", png)):
-        if value and not Path(value).resolve().parent.is_dir():
-            return fail(f"the folder of {option} {value} does not exist")
+    _, png, problem = output_paths(args.output, args.png, args.no_png)
+    if problem:
+        return fail(problem)
     if args.top_k < 1:
         return fail("--top-k must be at least 1")
     try:

@@ -11,9 +11,8 @@ use the box walk, longer ones the long walk. Writes the JSON result and a pictur
 
 import argparse
 import sys
-from pathlib import Path
 
-from fgdense.cli import fail, pick_device
+from fgdense.cli import fail, output_paths, pick_device
 from fgdense.errors import FGDenseError
 from fgdense.model.boxes import validate_boxes
 from fgdense.processing import check_texts, load_image
@@ -45,10 +44,9 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    png = None if args.no_png else (args.png or str(Path(args.output).with_suffix(".png")))
-    for option, value in (("--output", args.output), ("--png", png)):
-        if value and not Path(value).resolve().parent.is_dir():
-            return fail(f"the folder of {option} {value} does not exist")
+    _, png, problem = output_paths(args.output, args.png, args.no_png)
+    if problem:
+        return fail(problem)
     threshold = args.threshold
     if threshold != "otsu":
         try:
