@@ -64,7 +64,7 @@ def read_boxes_file(path) -> np.ndarray:
     whose ``"boxes"`` holds either (so the output of ``tools/classify_boxes.py`` can be read back).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():  # exists(), not is_file(): pipes like <(...) are fine
         raise BoxError(f"boxes file {path} does not exist")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
