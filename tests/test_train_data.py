@@ -67,8 +67,18 @@ def test_missing_field_and_missing_file(tmp_path):
         FineHARDDataset(tmp_path / "nope.json", tmp_path, progress=False)
 
 
+def test_image_root_that_is_not_a_folder(tmp_path):
+    """A wrong image root must not quietly skip every image and train on nothing."""
+    path = write(tmp_path / "ann.jsonl", [record(), record(caption="一只红色的杯子")])
+    with pytest.raises(FineHARDError, match="image root for the Chinese records .*cn-missing is not a folder"):
+        FineHARDDataset(path, tmp_path, tmp_path / "cn-missing", progress=False)
+    FineHARDDataset(write(tmp_path / "en.jsonl", [record()]), tmp_path, tmp_path / "cn-missing", progress=False)
+
+
 def test_language_from_flag_or_text(tmp_path):
     path = write(tmp_path / "ann.jsonl", [record(), record(caption="一只红色的杯子"), record(is_cn=False, caption="猫")])
+    (tmp_path / "en").mkdir()
+    (tmp_path / "cn").mkdir()
     ds = FineHARDDataset(path, tmp_path / "en", tmp_path / "cn", progress=False)
     assert ds.is_cn.tolist() == [False, True, False]
     assert ds.records[1].image_path == tmp_path / "cn" / "a.png"

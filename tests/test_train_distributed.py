@@ -91,3 +91,36 @@ def test_torchrun_two_processes(tmp_path):
     assert ranks[0]["local_hard_threshold"] != ranks[1]["local_hard_threshold"]
     assert ranks[0]["hard_threshold"] > 0  # not merely both clamped to 0
     assert (work_dir / "export" / "model.safetensors").is_file()
+
+
+def _empty_batch_worker(rank, port, out):
+    """Rank 1's images were all unreadable; its collectives must still pair with rank 0's."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from fgdense.model import FGCLIP2Model
+    from fgdense.model.tiny import tiny_config
+    from fgdense.train.model import FGCLIP2Stage2
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    torch.manual_seed(0)
+    model = FGCLIP2Stage2(network=FGCLIP2Model(tiny_config(vocab_size=64, hidden=32, layers=1, heads=2)))
+    if rank == 0:  # an ordinary batch: long and short SigLIP losses, then the threshold sync
+        image = torch.nn.functional.normalize(torch.randn(2, 32), dim=-1).requires_grad_()
+        text = torch.nn.functional.normalize(torch.randn(2, 32), dim=-1).requires_grad_()
+        loss = sum(siglip_loss(image, text, model.model.logit_scale, model.model.logit_bias) for _ in range(2))
+        sync_threshold(torch.tensor(1.0))
+    else:
+        loss = model._empty_batch_losses()["loss_empty"]
+    loss.backward()
+    check = torch.tensor([rank + 1.0])
+    dist.all_reduce(check)  # stands in for DDP's gradient all-reduce: fails if the ranks fell out of step
+    torch.save(check, os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_a_rank_with_an_empty_batch_stays_in_step(tmp_path):
+    mp.spawn(_empty_batch_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert [float(torch.load(tmp_path / f"rank{r}.pt")) for r in range(2)] == [3.0, 3.0]

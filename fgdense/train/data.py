@@ -167,6 +167,11 @@ class FineHARDDataset(Dataset):
                                                  num_negatives, box_text, max_boxes))
         if not self.records:
             raise FineHARDError(f"no records in {', '.join(map(str, files))}")
+        # A wrong image root would otherwise skip every image and "train" on nothing.
+        for language, root in (("Chinese", image_root_cn), ("English", image_root)):
+            used = any(r.is_cn == (language == "Chinese") for r in self.records)
+            if used and not root.is_dir():
+                raise FineHARDError(f"image root for the {language} records {root} is not a folder")
         self.is_cn = np.array([r.is_cn for r in self.records], dtype=bool)
         # mmengine's Runner hands this to its visualizer.
         self.metainfo = {"dataset": "FineHARD", "records": len(self.records), "chinese": int(self.is_cn.sum())}

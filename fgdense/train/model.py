@@ -154,7 +154,9 @@ class FGCLIP2Stage2(BaseModel):
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         if distributed:
             dim = self.model.config.text_config.hidden_size
-            empty = self.model.logit_scale.new_zeros(0, dim)
+            # requires_grad: the gather's backward holds a collective the other ranks join; without
+            # a graph here this rank would skip it and the ranks' collectives would fall out of step.
+            empty = self.model.logit_scale.new_zeros(0, dim, requires_grad=True)
             for walk in ("long", "short"):
                 if self.weights[walk]:
                     out["loss_empty"] = out["loss_empty"] + siglip_loss(empty, empty, self.model.logit_scale,
