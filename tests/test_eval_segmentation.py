@@ -220,3 +220,35 @@ def test_tool_bad_input_gives_one_line(tmp_path, monkeypatch, capsys, argv, mess
     code = load_tool().main(["--images", "images", "--model", "never-loaded"] + argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and message in err[0], err
+
+
+def test_images_are_scored_as_stored_not_exif_rotated(tmp_path):
+    """Label maps refer to the stored pixels: an EXIF orientation tag must not rotate the image."""
+    root = write_folder_dataset(tmp_path, gts={"a": GT["a"][:, :3]})  # 4 high, 3 wide: rotation would show
+    stored = Image.open(root / "images" / "a.png").convert("RGB")
+    exif = stored.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees when displayed"
+    (root / "images" / "a.png").unlink()
+    stored.save(root / "images" / "a.png", exif=exif)
+    dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
+    report = evaluate_segmentation(colour_reader, dataset, progress=False)
+    assert report["miou"] == 1.0
+
+
+def test_reduce_zero_label_ade20k_style(tmp_path):
+    # ADE20K: 0 = "other" (not scored), 1..K = classes 0..K-1; 255 stays ignored.
+    gts = {"a": np.array([[0, 1, 1], [2, 3, 255]])}
+    root = write_folder_dataset(tmp_path, gts={"a": np.zeros((2, 3), int)}, classes=CLASSES)
+    Image.fromarray(gts["a"].astype(np.uint8)).save(root / "labels" / "a.png")
+    dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt", reduce_zero_label=True)
+    assert dataset.ground_truth(0).tolist() == [[255, 0, 0], [1, 2, 255]]
+
+
+def test_coco_annotation_with_unknown_category(tmp_path):
+    path, _ = _coco_file(tmp_path)
+    data = json.loads(Path(path).read_text())
+    data["annotations"][0]["category_id"] = 999
+    Path(path).write_text(json.dumps(data))
+    dataset = CocoDataset(path, tmp_path)
+    with pytest.raises(SegmentationDatasetError, match="category_id 999"):
+        dataset.ground_truth(0)

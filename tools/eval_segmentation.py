@@ -32,6 +32,8 @@ def parse_args(argv):
     parser.add_argument("--classes", help="class list for --masks: a text file, one name per line, in index order")
     parser.add_argument("--background-class", help="the class that the segmenter's background pixels count as")
     parser.add_argument("--ignore-index", type=int, default=IGNORE_INDEX, help="label value not scored (default 255)")
+    parser.add_argument("--reduce-zero-label", action="store_true",
+                        help="ADE20K convention: label 0 is not scored and labels 1..K are classes 0..K-1")
     parser.add_argument("--model", required=True, help="checkpoint folder or model-hub id")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-patches", type=int, help="patch budget per image (default 16384 on GPU, 1024 on CPU)")
@@ -49,7 +51,8 @@ def load_dataset(args):
     if args.masks:
         if not args.classes:
             raise ValueError("--masks needs --classes (the class list, one name per line)")
-        return FolderDataset(args.images, args.masks, Path(args.classes), args.ignore_index, args.background_class)
+        return FolderDataset(args.images, args.masks, Path(args.classes), args.ignore_index, args.background_class,
+                             reduce_zero_label=args.reduce_zero_label)
     if args.classes:
         raise ValueError("--classes is for --masks; COCO files name their categories")
     return CocoDataset(args.coco, args.images, args.ignore_index, args.background_class)

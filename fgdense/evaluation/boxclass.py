@@ -25,7 +25,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -33,7 +32,9 @@ from PIL import Image
 from ..dense import GPU_DEFAULT_PATCHES, DenseFeatures, dense_grids
 from ..errors import BoxError, FGDenseError
 from ..model.boxes import validate_boxes
-from ..processing import FGCLIP2ImageProcessor, encode_text, load_tokenizer, to_rgb
+from ..processing import FGCLIP2ImageProcessor, encode_text, load_tokenizer
+# Boxes refer to the stored pixels: images are decoded without EXIF rotation.
+from ..processing.image import decode_as_stored as decode_image
 
 SKIP_REASONS = (
     "missing_image",  # the image file is not under the images folder
@@ -155,17 +156,6 @@ def load_boxclass_dataset(path) -> BoxClassDataset:
 
 
 # ------------------------------------------------------------------------------------ image loading
-def decode_image(path: Path) -> np.ndarray:
-    """HxWx3 uint8 pixels of an image file, as stored.
-
-    No EXIF rotation: COCO-style boxes refer to the stored pixels (and the official evaluation opens
-    images with a plain ``Image.open(...).convert("RGB")``).
-    """
-    with Image.open(path) as image:
-        image.load()
-        return np.array(to_rgb(image))
-
-
 class _ImageLoader(torch.utils.data.Dataset):
     """Decodes and processes one image per item (in DataLoader workers); failures become skip reasons."""
 
@@ -183,7 +173,7 @@ class _ImageLoader(torch.utils.data.Dataset):
         try:
             pixels = decode_image(path)
         except (OSError, ValueError, Image.DecompressionBombError) as err:
-            return {"image": image, "error": "unreadable_image", "detail": f"cannot read {path}: {err}"}
+            return {"image": image, "error": "unreadable_image", "detail": str(err)}
         inputs = self.processor(pixels)  # the checkpoint's default: this image's own dynamic budget
         h, w = (int(v) for v in inputs["spatial_shapes"][0])
         # Only the real patch rows travel back; padding is never looked at (see dense_grids).

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import FGDenseError
-from ..processing.image import load_image
+from ..processing.image import decode_as_stored as decode_image
 
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -106,7 +106,10 @@ class FolderDataset:
     """Image folder + label-PNG folder (same stems) + class list, VOC / ADE20K style."""
 
     def __init__(self, images_dir, labels_dir, class_names: Sequence[str] | str | Path,
-                 ignore_index: int = IGNORE_INDEX, background_class: str | None = None):
+                 ignore_index: int = IGNORE_INDEX, background_class: str | None = None,
+                 reduce_zero_label: bool = False):
+        # reduce_zero_label: ADE20K's convention, label 0 = "other" (not scored), 1..150 = classes 0..149.
+        self.reduce_zero_label = reduce_zero_label
         self.images_dir, self.labels_dir = Path(images_dir), Path(labels_dir)
         for what, folder in (("images", self.images_dir), ("labels", self.labels_dir)):
             if not folder.is_dir():
@@ -136,7 +139,11 @@ class FolderDataset:
             if label.mode not in ("P", "L", "I", "I;16"):
                 raise SegmentationDatasetError(f"label map {path} is {label.mode}; expected a single-channel "
                                                "(palette or greyscale) PNG of class indices")
-            return np.asarray(label).astype(np.int64)
+            gt = np.asarray(label).astype(np.int64)
+        if self.reduce_zero_label:
+            keep = gt != self.ignore_index
+            gt = np.where(keep & (gt == 0), self.ignore_index, np.where(keep, gt - 1, gt))
+        return gt
 
 
 class CocoDataset:
@@ -185,6 +192,9 @@ class CocoDataset:
         # Large first, so smaller objects lying on top of larger ones keep their pixels.
         for ann in sorted(anns, key=lambda a: -float(a.get("area", 0))):
             if not ann.get("iscrowd", 0):
+                if ann["category_id"] not in self._class_of:
+                    raise SegmentationDatasetError(f"annotation {ann.get('id')} has category_id {ann['category_id']}, "
+                                                   "which is not in the file's categories")
                 gt[self.coco.annToMask(ann).astype(bool)] = self._class_of[ann["category_id"]]
         for ann in anns:  # crowd regions are never scored, whatever lies on them
             if ann.get("iscrowd", 0):
@@ -227,7 +237,9 @@ def evaluate_segmentation(predict: Callable, dataset, progress: bool = True, max
     confusion = np.zeros((classes, classes + 1), np.int64)
     count = len(dataset) if max_images is None else min(len(dataset), max_images)
     for index in tqdm(range(count), desc="evaluating", unit="img", disable=not progress):
-        image = load_image(dataset.image_path(index))
+        # As stored, no EXIF rotation: label maps and COCO masks refer to the stored pixels. Rebuilt
+        # from the array, the image carries no EXIF that a later step could rotate it by.
+        image = Image.fromarray(decode_image(dataset.image_path(index)))
         gt = dataset.ground_truth(index)
         if gt.shape != (image.height, image.width):
             raise SegmentationDatasetError(f"label map of {dataset.image_path(index)} is {gt.shape[1]}x{gt.shape[0]} "

@@ -68,6 +68,23 @@ def load_image(image: Any) -> Image.Image:
     return to_rgb(image)
 
 
+def decode_as_stored(path) -> np.ndarray:
+    """HxWx3 uint8 RGB pixels of an image file as stored: no EXIF rotation.
+
+    For evaluation: dataset annotations (COCO boxes and masks, label PNGs) refer to the stored pixels,
+    and the official evaluation opens images with a plain ``Image.open(...).convert("RGB")``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.array(to_rgb(image))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageLoadError(f"cannot read {path} as an image: {err}") from None
+
+
 def _array_to_pil(array: np.ndarray) -> Image.Image:
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4)):
         if array.dtype != np.uint8:
