@@ -224,6 +224,24 @@ def test_resume_after_max_images_and_after_a_hard_stop(dataset, full_run, ref_mo
     assert [r["annotation_id"] for r in read_predictions(preds)[1]] == [r["annotation_id"] for r in records]
 
 
+def test_a_new_run_starts_its_predictions_file_over_at_once(dataset, full_run, ref_model, tmp_path, monkeypatch):
+    """An older complete file must not leak into a later interrupted run's --resume."""
+    from fgdense.evaluation import boxclass
+
+    ann, images_dir = dataset
+    _, preds_path = full_run
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(preds_path.read_text(encoding="utf-8"), encoding="utf-8")  # an older, complete run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(boxclass, "dense_grids", interrupted)  # the new run stops at its first image
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_box_classification(ref_model, ann, images_dir, predictions=preds, progress=False)
+    assert read_predictions(preds)[1] == []  # the older run's lines are gone, not waiting to be resumed
+
+
 def test_resume_refuses_another_models_predictions(dataset, full_run, tiny_checkpoint, tmp_path):
     from fgdense import FGCLIP2Model
 

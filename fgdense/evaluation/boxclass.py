@@ -441,7 +441,7 @@ def evaluate_box_classification(model, annotations, images_dir, processor=None, 
     rank, world = _dist()
     device = model.device
     header = {"annotations": str(Path(dataset.source).resolve()) if dataset.source else "",
-              "model": str(Path(folder).resolve()) if folder else ""}
+              "model": str(Path(folder).resolve()) if folder else "", "precision": precision}
 
     # Outcomes already on disk (resume); rank 0 folds stray part files into the main file first.
     done: dict[int, list[dict]] = {}
@@ -454,11 +454,9 @@ def evaluate_box_classification(model, annotations, images_dir, processor=None, 
             done = _read_done([predictions, *_part_paths(predictions)], dataset, header)
         _barrier()
         if rank == 0:  # ... then one rank folds the part files of the interrupted run into the main file.
-            if resume:
-                _rewrite_predictions(predictions, header, done)
-            else:
-                for part in _part_paths(predictions):  # left by an earlier interrupted run
-                    part.unlink()
+            # Without resume the file starts over at once (header only, part files of an earlier run
+            # gone), so a later --resume after an interruption cannot pick up an older run's lines.
+            _rewrite_predictions(predictions, header, done)
         _barrier()
 
     tally = Tally(dataset.categories)
