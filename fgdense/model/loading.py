@@ -62,7 +62,7 @@ def _download(repo_id: str) -> Path:
         raise CheckpointError(
             f"could not get {repo_id!r} from the model hub ({type(err).__name__}) and no local folder of that "
             f"name exists; download it where you have internet and pass the local folder instead "
-            f"(e.g. --model /path/to/{repo_id.split('/')[-1]})"
+            f"(e.g. /path/to/{repo_id.split('/')[-1]})"
         ) from None
 
 
