@@ -94,3 +94,21 @@ def test_make_tiny_checkpoint_tool(tmp_path):
     with torch.no_grad():
         dense = model.get_image_dense_feature(**inputs)
     assert dense.shape == (1, 128, 64) and torch.isfinite(dense).all()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "CMYK"])
+def test_exif_rotation_applied_once_however_often_loaded(mode, tmp_path):
+    image = Image.fromarray(RGB).convert(mode)  # 56 wide, 40 high
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    once = load_image(path)
+    assert once.size == (40, 56)
+    assert load_image(once).size == (40, 56) and load_image(once.copy()).size == (40, 56)
+
+
+def test_sixteen_bit_arrays_are_scaled_not_clipped():
+    grey = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # up to 63000 of 65535
+    loaded = np.asarray(load_image(grey))
+    assert loaded.max() == round(63000 / 65535 * 255) and loaded.min() == 0

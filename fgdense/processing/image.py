@@ -56,7 +56,11 @@ def load_image(image: Any) -> Image.Image:
             with Image.open(path) as opened:
                 opened.load()
                 image = opened.copy() if not opened.getexif() else ImageOps.exif_transpose(opened)
-                image.info.update(opened.info)
+                # Keep the file's other metadata (e.g. transparency) but not its EXIF: the rotation
+                # is applied now, and a copied orientation tag would rotate the image again later.
+                for key, value in opened.info.items():
+                    if key != "exif":
+                        image.info.setdefault(key, value)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             raise ImageLoadError(f"cannot read {path} as an image: {err}") from None
     elif isinstance(image, np.ndarray):
@@ -88,10 +92,11 @@ def decode_as_stored(path) -> np.ndarray:
 def _array_to_pil(array: np.ndarray) -> Image.Image:
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4)):
         if array.dtype != np.uint8:
-            if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
-                array = np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            else:
-                array = np.clip(array, 0, 255).astype(np.uint8)
+            # Scale to 8 bits by the value range the type implies (as to_rgb does for 16-bit files).
+            top = _value_range(array.astype(np.float64), np.issubdtype(array.dtype, np.floating))
+            if array.dtype == np.uint16:
+                top = 65535.0
+            array = np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
     raise ImageLoadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}")
 
