@@ -10,6 +10,7 @@ up to a token budget per forward pass, so memory stays bounded whatever the mix 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -73,11 +74,14 @@ def pick_patch_budget(height: int, width: int, max_patches: int = GPU_DEFAULT_PA
     """The patch budget for an image, as the official dense demo picks its resolution.
 
     The demo resizes the short edge to ``short_edge`` pixels; the budget is that size's patch count,
-    capped at ``max_patches``. A 2048-short-edge image has at least 16384 patches, so in practice this
-    is ``max_patches`` for any image, and smaller only when ``short_edge`` is lowered.
+    capped at ``max_patches``. The short edge grows with a cap above (short_edge / patch_size)^2, so a
+    budget asked for is always reachable: in practice the result is ``max_patches`` for any image, and
+    smaller only when ``short_edge`` is lowered below what the cap needs.
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
+    if short_edge >= 2048:
+        short_edge = max(short_edge, patch_size * math.ceil(math.sqrt(max_patches)))
     scale = short_edge / min(height, width)
     native = max(1, round(height * scale) // patch_size) * max(1, round(width * scale) // patch_size)
     return int(min(max_patches, native))

@@ -333,12 +333,15 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
     """One output name per image: its file stem, made unique (``x``, ``x-2``...) when stems repeat."""
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     stems = []
     for path in paths:
-        count = seen.get(path.stem, 0) + 1
-        seen[path.stem] = count
-        stems.append(path.stem if count == 1 else f"{path.stem}-{count}")
+        stem, count = path.stem, 1
+        while stem in used:  # also skips a name another image has as its own stem (x, x-2, x-2.jpg)
+            count += 1
+            stem = f"{path.stem}-{count}"
+        used.add(stem)
+        stems.append(stem)
     return stems
 
 

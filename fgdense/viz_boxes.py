@@ -13,6 +13,7 @@ import supervision as sv
 from PIL import Image
 
 from .fonts import load_font
+from .viz import FILE_MODE
 from .processing import load_image
 
 
@@ -56,6 +57,7 @@ def write_outputs(json_path, payload: dict, png_path=None, picture: Image.Image 
             staged.append((_temp_beside(png_path), Path(png_path)))
             picture.save(staged[-1][0], format="PNG")
         for tmp, path in staged:
+            os.chmod(tmp, FILE_MODE)  # mkstemp files are private (0600); outputs are ordinary files
             os.replace(tmp, path)
     finally:
         for tmp, _ in staged:

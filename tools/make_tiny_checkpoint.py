@@ -20,6 +20,10 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=64, help="width of both towers (default 64)")
     parser.add_argument("--layers", type=int, default=2, help="layers of both towers (default 2)")
     args = parser.parse_args(argv)
+    if args.hidden < 4 or args.hidden % 4:
+        return fail(f"--hidden must be a positive multiple of 4 (4 attention heads), got {args.hidden}")
+    if args.layers < 1:
+        return fail(f"--layers must be at least 1, got {args.layers}")
     try:
         out = make_tiny_checkpoint(args.out_dir, seed=args.seed, hidden=args.hidden, layers=args.layers)
     except OSError as err:

@@ -10,6 +10,7 @@ k = k-th label) and NAME.json (labels, per-label pixel area, mean score and COCO
 """
 
 import argparse
+import math
 import sys
 
 from fgdense.cli import fail, pick_device
@@ -61,6 +62,8 @@ def check_args(args):
     if budget is not None and budget < 1:
         raise ValueError(f"--max-patches must be positive, got {budget}")
     threshold = args.threshold if args.threshold in ("auto", "none") else parse_number(args.threshold, "--threshold", float)
+    if isinstance(threshold, float) and not math.isfinite(threshold):
+        raise ValueError(f"--threshold must be a finite number, auto or none, got {args.threshold}")
     paths = expand_inputs(args.images)
     font = find_font("".join(labels) + "0123456789.%-", args.font)
     out = check_output_folder(args.out)

@@ -71,7 +71,9 @@ def encode_text(model, tokenizer, texts, walk_type: str = "short", normalize: bo
     parts = []
     for start in range(0, len(texts), batch_size):
         tokens = tokenize(tokenizer, texts[start : start + batch_size], walk_type)
-        # The official inference feeds input_ids only (no attention mask) for every walk type.
+        # No attention mask, as in the official training (the pooled last position attends to the
+        # padding too). The official README passes the tokenizer's whole output, which includes a mask
+        # when the tokenizer returns one; call model.get_text_features(ids, mask) for that behaviour.
         feats = model.get_text_features(tokens["input_ids"].to(model.device), walk_type=walk_type)
         parts.append(feats.float())
     feats = torch.cat(parts)
