@@ -154,18 +154,35 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temp_path)`` then rename onto ``path``; the temporary file is removed on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def write_all(writes) -> None:
+    """Write several files all-or-nothing: ``writes`` is a list of (path, write(temp_path)).
+
+    Every file is first written to a temporary name beside its target; only when all are complete are
+    they renamed into place, so a failure part-way (a full disk) leaves no partial set behind.
+    """
+    staged: list[tuple[str, Path]] = []
     try:
-        write(tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        for path, write in writes:
+            path = Path(path)
+            fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            staged.append((tmp, path))
+            write(tmp)
+            os.chmod(tmp, FILE_MODE)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def write_text(text: str):
+    """A ``write(temp_path)`` for :func:`write_all` that writes UTF-8 text."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return write
 
 
 def write_outputs(image: Image.Image, result: SegmentationResult, out_dir, stem: str, font: str | None = None,
@@ -182,15 +199,9 @@ def write_outputs(image: Image.Image, result: SegmentationResult, out_dir, stem:
     }
     summary = {**(extra_json or {}), **result.summary(),
                "outputs": {k: p.name for k, p in paths.items() if k != "json"}}
-    text = json.dumps(summary, ensure_ascii=False, indent=2)
-    for key, picture in pictures.items():
-        _atomic_write(paths[key], lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
-
-    def write_json(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic_write(paths["json"], write_json)
+    writes = [(paths[key], lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+              for key, picture in pictures.items()]
+    write_all(writes + [(paths["json"], write_text(json.dumps(summary, ensure_ascii=False, indent=2)))])
     return paths
 
 

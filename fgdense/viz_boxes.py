@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -13,7 +10,7 @@ import supervision as sv
 from PIL import Image
 
 from .fonts import load_font
-from .viz import FILE_MODE
+from .viz import write_all, write_text
 from .processing import load_image
 
 
@@ -48,25 +45,8 @@ def score_labels(names: Sequence[str], scores: Sequence[float]) -> list[str]:
 
 
 def write_outputs(json_path, payload: dict, png_path=None, picture: Image.Image | None = None) -> None:
-    """Write the JSON result (and the picture) to temporary files, renamed only when both are complete."""
-    staged = []
-    try:
-        staged.append((_temp_beside(json_path), Path(json_path)))
-        Path(staged[-1][0]).write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
-        if png_path is not None and picture is not None:
-            staged.append((_temp_beside(png_path), Path(png_path)))
-            picture.save(staged[-1][0], format="PNG")
-        for tmp, path in staged:
-            os.chmod(tmp, FILE_MODE)  # mkstemp files are private (0600); outputs are ordinary files
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
-
-def _temp_beside(path) -> str:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return tmp
+    """Write the JSON result (and the picture), both or neither (see :func:`fgdense.viz.write_all`)."""
+    writes = [(json_path, write_text(json.dumps(payload, ensure_ascii=False, indent=2)))]
+    if png_path is not None and picture is not None:
+        writes.append((png_path, lambda tmp: picture.save(tmp, format="PNG")))
+    write_all(writes)

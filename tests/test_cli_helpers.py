@@ -59,3 +59,14 @@ def test_make_tiny_checkpoint_rejects_a_bad_width(tmp_path):
     tool = Path(__file__).resolve().parents[1] / "tools" / "make_tiny_checkpoint.py"
     result = subprocess.run([sys.executable, str(tool), str(tmp_path / "t"), "--hidden", "30"], capture_output=True, text=True)
     assert result.returncode != 0 and "multiple of 4" in result.stderr and not (tmp_path / "t").exists()
+
+
+def test_write_all_leaves_no_partial_set(tmp_path):
+    from fgdense.viz import write_all, write_text
+
+    def broken(tmp):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_all([(tmp_path / "a.png", write_text("a")), (tmp_path / "b.json", broken)])
+    assert list(tmp_path.iterdir()) == []  # neither the finished first file nor any temporary one
