@@ -133,7 +133,8 @@ def dense_grids(model, pixel_values, spatial_shapes, max_batch_tokens: int = GPU
     return grids
 
 
-def _processor_for(model, processor):
+def processor_for(model, processor=None):
+    """``processor``, else the model's checkpoint's own image processor, else the default one."""
     if processor is not None:
         return processor
     folder = getattr(model, "checkpoint_folder", None)
@@ -148,7 +149,7 @@ def dense_features_batch(model, images: Iterable, processor=None, max_num_patche
     ``pick_patch_budget`` of its size under that cap. The requested budget is honoured (the processor's
     dynamic budget is switched off).
     """
-    processor = _processor_for(model, processor)
+    processor = processor_for(model, processor)
     cap = int(max_num_patches or default_patch_budget(model.device))
     if cap < 1:
         raise ValueError(f"max_num_patches must be positive, got {cap}")

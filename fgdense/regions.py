@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .dense import GPU_DEFAULT_PATCHES, DenseFeatures, dense_features_batch, dense_grids
+from .dense import GPU_DEFAULT_PATCHES, DenseFeatures, dense_features_batch, dense_grids, processor_for
 from .errors import BoxError
 from .model.boxes import validate_boxes
 from .processing import FGCLIP2ImageProcessor, check_texts, load_image, load_tokenizer
@@ -242,10 +242,8 @@ class RegionModel:
         folder = getattr(model, "checkpoint_folder", None)
         if tokenizer is None and folder is not None:
             tokenizer = load_tokenizer(folder)
-        if processor is None:
-            processor = FGCLIP2ImageProcessor.from_pretrained(folder) if folder else FGCLIP2ImageProcessor()
         self.tokenizer = tokenizer
-        self.processor = processor
+        self.processor = processor_for(model, processor)
         self.max_num_patches = None if max_num_patches is None else int(max_num_patches)
         self.templates = templates
         self.batch_size = int(batch_size)
