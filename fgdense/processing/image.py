@@ -39,6 +39,9 @@ def dynamic_budget(height: int, width: int, patch_size: int = 16) -> int:
     return DYNAMIC_MIN_BUDGET
 
 
+_ORIENTATION = 0x0112  # the EXIF tag saying how a stored image is to be turned for display
+
+
 def load_image(image: Any) -> Image.Image:
     """An RGB PIL image from a path, PIL image or HxW[xC] uint8 array.
 
@@ -47,28 +50,14 @@ def load_image(image: Any) -> Image.Image:
     greyscale modes are converted. A missing or unreadable file raises :class:`ImageLoadError`.
     """
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.exists():
-            raise ImageLoadError(f"image {path} does not exist")
-        if path.is_dir():
-            raise ImageLoadError(f"image {path} is a folder, not an image file")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy() if not opened.getexif() else ImageOps.exif_transpose(opened)
-                # Keep the file's other metadata (e.g. transparency) but not its EXIF: the rotation
-                # is applied now, and a copied orientation tag would rotate the image again later.
-                for key, value in opened.info.items():
-                    if key != "exif":
-                        image.info.setdefault(key, value)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-            raise ImageLoadError(f"cannot read {path} as an image: {err}") from None
-    elif isinstance(image, np.ndarray):
+        image = _read_file(image)
+    if isinstance(image, np.ndarray):
         image = _array_to_pil(image)
-    elif isinstance(image, Image.Image):
-        image = ImageOps.exif_transpose(image) if image.getexif() else image
-    else:
+    elif not isinstance(image, Image.Image):
         raise ImageLoadError(f"expected an image path, PIL image or numpy array, got {type(image).__name__}")
+    elif image.getexif().get(_ORIENTATION, 1) != 1:
+        # exif_transpose also drops the tag, so loading the result again does not turn it twice.
+        image = ImageOps.exif_transpose(image)
     return to_rgb(image)
 
 
@@ -78,13 +67,20 @@ def decode_as_stored(path) -> np.ndarray:
     For evaluation: dataset annotations (COCO boxes and masks, label PNGs) refer to the stored pixels,
     and the official evaluation opens images with a plain ``Image.open(...).convert("RGB")``.
     """
+    return np.array(to_rgb(_read_file(path)))
+
+
+def _read_file(path) -> Image.Image:
+    """The decoded image of a file (with its metadata), or :class:`ImageLoadError` naming the file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ImageLoadError(f"image {path} does not exist")
+    if path.is_dir():
+        raise ImageLoadError(f"image {path} is a folder, not an image file")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return np.array(to_rgb(image))
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageLoadError(f"cannot read {path} as an image: {err}") from None
 
@@ -93,9 +89,8 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4)):
         if array.dtype != np.uint8:
             # Scale to 8 bits by the value range the type implies (as to_rgb does for 16-bit files).
-            top = _value_range(array.astype(np.float64), np.issubdtype(array.dtype, np.floating))
-            if array.dtype == np.uint16:
-                top = 65535.0
+            is_float = np.issubdtype(array.dtype, np.floating)
+            top = 65535.0 if array.dtype == np.uint16 else _value_range(array.astype(np.float64), is_float)
             array = np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
     raise ImageLoadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}")
