@@ -159,14 +159,21 @@ def dense_features_batch(model, images: Iterable, processor=None, max_num_patche
                   dynamic_max_patches=False)
         for im in rgb
     ]
-    # Each image alone: its own padding only, which dense_grids strips anyway.
-    width = max(p["pixel_values"].shape[1] for p in processed) if processed else 0
-    grids = []
-    if processed:
-        values = torch.cat([F.pad(p["pixel_values"], (0, 0, 0, width - p["pixel_values"].shape[1])) for p in processed])
-        shapes = torch.cat([p["spatial_shapes"] for p in processed])
-        grids = dense_grids(model, values, shapes, max_batch_tokens or max(cap, GPU_DEFAULT_PATCHES), precision)
-    return [DenseFeatures(grid, (im.height, im.width)) for grid, im in zip(grids, rgb)]
+    return features_of_processed(model, processed, rgb, max_batch_tokens or max(cap, GPU_DEFAULT_PATCHES), precision)
+
+
+def features_of_processed(model, processed: list, images: list, max_batch_tokens: int = GPU_DEFAULT_PATCHES,
+                          precision: str = "auto") -> list[DenseFeatures]:
+    """DenseFeatures of images each processed alone (``processed[i]`` is the processor's output for
+    ``images[i]``, an RGB PIL image): only their real patch rows go into one :func:`dense_grids` call."""
+    if not processed:
+        return []
+    lengths = [int(p["spatial_shapes"][0].prod()) for p in processed]
+    width = max(lengths)
+    values = torch.cat([F.pad(p["pixel_values"][:, :n], (0, 0, 0, width - n)) for p, n in zip(processed, lengths)])
+    shapes = torch.cat([p["spatial_shapes"] for p in processed])
+    grids = dense_grids(model, values, shapes, max_batch_tokens, precision)
+    return [DenseFeatures(grid, (im.height, im.width)) for grid, im in zip(grids, images)]
 
 
 def dense_features(model, image, processor=None, max_num_patches: int | None = None,
@@ -184,6 +191,7 @@ def grid_shape_for(height: int, width: int, max_num_patches: int, patch_size: in
 
 
 __all__ = [
-    "DenseFeatures", "dense_features", "dense_features_batch", "dense_grids", "pick_patch_budget",
+    "DenseFeatures", "dense_features", "dense_features_batch", "dense_grids", "features_of_processed",
+    "pick_patch_budget", "processor_for",
     "default_patch_budget", "grid_shape_for", "GPU_DEFAULT_PATCHES", "CPU_DEFAULT_PATCHES",
 ]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .dense import GPU_DEFAULT_PATCHES, DenseFeatures, dense_features_batch, dense_grids, processor_for
+from .dense import GPU_DEFAULT_PATCHES, DenseFeatures, dense_features_batch, features_of_processed, processor_for
 from .errors import BoxError
 from .model.boxes import validate_boxes
 from .processing import FGCLIP2ImageProcessor, check_texts, load_image, load_tokenizer
@@ -271,12 +271,7 @@ class RegionModel:
         # The checkpoint's processing, each image alone (its own dynamic budget); only the real patch
         # rows are kept, so padding never enters the computation (see dense_grids).
         processed = [self.processor(image) for image in images]
-        lengths = [int(p["spatial_shapes"][0].prod()) for p in processed]
-        width = max(lengths)
-        values = torch.cat([F.pad(p["pixel_values"][:, :n], (0, 0, 0, width - n)) for p, n in zip(processed, lengths)])
-        shapes = torch.cat([p["spatial_shapes"] for p in processed])
-        grids = dense_grids(self.model, values, shapes, self.max_batch_tokens, self.precision)
-        return [DenseFeatures(grid, (im.height, im.width)) for grid, im in zip(grids, images)]
+        return features_of_processed(self.model, processed, images, self.max_batch_tokens, self.precision)
 
     def region_features(self, images: Sequence, boxes: Sequence, progress: bool = True) -> list[torch.Tensor]:
         """RoIAlign region embeddings (N_i, D), not normalised, of every image's boxes: one pass per image.
