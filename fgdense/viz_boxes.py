@@ -10,7 +10,7 @@ import supervision as sv
 from PIL import Image
 
 from .fonts import load_font
-from .viz import write_all, write_text
+from .files import write_all, write_text
 from .processing import load_image
 
 

@@ -10,10 +10,8 @@ RoIAlign 1x1 region embeddings, cosine top-k). Prints a table; --out writes the 
 """
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ import torch
 from fgdense import FGCLIP2Model
 from fgdense.cli import fail, pick_device
 from fgdense.errors import FGDenseError
+from fgdense.files import write_json
 from fgdense.evaluation.boxclass import evaluate_box_classification, format_report, load_boxclass_dataset
 
 
@@ -71,14 +70,6 @@ def setup_distributed(device):
         torch.cuda.set_device(device)
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
-
-
-def write_json(path, value):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:

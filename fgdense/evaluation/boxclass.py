@@ -18,8 +18,6 @@ Nothing is dropped silently: annotations that cannot be scored are counted by re
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from PIL import Image
 
 from ..dense import GPU_DEFAULT_PATCHES, DenseFeatures, dense_grids
 from ..errors import BoxError, FGDenseError
+from ..files import write_all, write_text
 from ..model.boxes import validate_boxes
 from ..processing import FGCLIP2ImageProcessor, encode_text, load_tokenizer
 # Boxes refer to the stored pixels: images are decoded without EXIF rotation.
@@ -332,18 +331,6 @@ def _read_done(paths, dataset: BoxClassDataset, header: dict) -> dict[int, list[
     return {i: recs for i, recs in found.items() if len(recs) == len(dataset.images[i].annotations)}
 
 
-def _write_atomic(path: Path, lines) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _dump(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False) + "\n"
 
@@ -351,7 +338,7 @@ def _dump(record: dict) -> str:
 def _rewrite_predictions(predictions: Path, header: dict, done: dict[int, list[dict]]) -> None:
     """The predictions file with every finished image in dataset order; rank part files removed."""
     lines = [_dump({HEADER_KEY: header})] + [_dump(r) for i in sorted(done) for r in done[i]]
-    _write_atomic(predictions, lines)
+    write_all([(predictions, write_text("".join(lines)))])
     for part in _part_paths(predictions):
         part.unlink()
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import FGDenseError
+from ..files import write_json
 from ..processing.image import decode_as_stored as decode_image
 
 IGNORE_INDEX = 255
@@ -268,21 +268,8 @@ def format_report(report: dict) -> str:
 
 
 def write_report(path, report: dict) -> None:
-    """Write the JSON report via a temporary file and a rename (never half-written)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(report, f, ensure_ascii=False, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write the JSON report atomically (never half-written)."""
+    write_json(path, report)
 
 
 __all__ = [
