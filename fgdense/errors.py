@@ -1,17 +1,49 @@
-"""Exceptions a user can cause, each with a message that names the bad input."""
+"""Exceptions a user can cause, each with a message that names the bad input.
+
+Every one is an :class:`FGDenseError` (and a ``ValueError``, as most are bad values), so a tool can
+catch the one base class and print its message as a single line.
+"""
 
 
-class FGDenseError(Exception):
+class FGDenseError(ValueError):
     """Base class of fgdense's user-facing errors."""
 
 
-class CheckpointError(FGDenseError, ValueError):
-    """A checkpoint folder, hub id or weight file that cannot be used."""
+class CheckpointError(FGDenseError):
+    """A checkpoint folder, hub id, config or weight file that cannot be used."""
 
 
-class ImageLoadError(FGDenseError, ValueError):
+class ImageLoadError(FGDenseError):
     """An image path that does not exist or is not a readable image."""
 
 
-class BoxError(FGDenseError, ValueError):
+class BoxError(FGDenseError):
     """A box that cannot be projected onto its image (NaN, inverted, zero area, outside)."""
+
+
+class LabelError(FGDenseError):
+    """A label, phrase or prompt list that cannot be encoded (empty, duplicate, control characters)."""
+
+
+class DeviceError(FGDenseError):
+    """A device or precision that this machine cannot run (e.g. ``cuda`` without CUDA)."""
+
+
+class FontError(FGDenseError):
+    """A font file that does not exist or cannot be read."""
+
+
+class DatasetError(FGDenseError):
+    """An annotation file, dataset folder or predictions file that cannot be used as described."""
+
+
+class OutputError(FGDenseError):
+    """An output path that cannot or must not be written (a folder that is missing, one of the inputs)."""
+
+
+def shorten(items, limit: int = 5, sep: str = ", ") -> str:
+    """``a, b, c, ... (12 more)``: a long list cut for a one-line message."""
+    items = [str(item) for item in items]
+    if len(items) <= limit:
+        return sep.join(items)
+    return sep.join(items[:limit]) + f"{sep}... ({len(items) - limit} more)"

@@ -1,4 +1,5 @@
-from .config import FGCLIP2Config
-from .modeling import FGCLIP2Model, FGCLIP2Output, WALK_TYPES
+"""The FG-CLIP 2 network on transformers' SigLIP 2 parts: modeling, weights, boxes, dense head."""
 
-__all__ = ["FGCLIP2Config", "FGCLIP2Model", "FGCLIP2Output", "WALK_TYPES"]
+from .modeling import FGCLIP2Model, FGCLIP2Output, grid_of
+
+__all__ = ["FGCLIP2Model", "FGCLIP2Output", "grid_of"]

@@ -7,8 +7,8 @@ instead of the single learned probe. The official code runs ``nn.MultiheadAttent
 
 :func:`dense_head_forward` computes the same function through ``scaled_dot_product_attention`` with
 the head's own weights and at most a (B, 1, 1, N) key-padding mask, so the fused flash /
-memory-efficient kernels can run. :func:`dense_head_reference` is the official formulation, kept for
-equivalence tests and benchmarks.
+memory-efficient kernels can run. The official formulation it is tested and timed against lives
+outside the package, in ``benchmarks/reference.py``.
 """
 
 from __future__ import annotations
@@ -36,17 +36,4 @@ def dense_head_forward(head: nn.Module, hidden: torch.Tensor, valid: torch.Tenso
         mask = valid.to(torch.bool)[:, None, None, :]
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     out = attn.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
-    return out + head.mlp(head.layernorm(out))
-
-
-def dense_head_reference(head: nn.Module, hidden: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """The official formulation: ``nn.MultiheadAttention`` with a repeated (B*heads, N, N) float mask."""
-    mask = None
-    if valid is not None:
-        batch, length = valid.shape
-        neg = torch.finfo(hidden.dtype).min
-        additive = torch.zeros(batch, 1, length, length, dtype=hidden.dtype, device=hidden.device)
-        additive = additive.masked_fill(~valid.to(torch.bool)[:, None, None, :], neg)
-        mask = additive.repeat(1, head.num_heads, 1, 1).reshape(-1, length, length)
-    out = head.attention(hidden, hidden, hidden, attn_mask=mask)[0]
     return out + head.mlp(head.layernorm(out))

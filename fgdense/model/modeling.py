@@ -16,18 +16,12 @@ from transformers import Siglip2TextModel, Siglip2VisionModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.siglip2.modeling_siglip2 import Siglip2MultiheadAttentionPoolingHead
 
+from ..checkpoint import resolve_checkpoint
+from ..config import FGCLIP2Config, check_walk_type
+from ..devices import resolve_device
 from .boxes import project_boxes, roi_embeddings, validate_boxes
-from .config import FGCLIP2Config
 from .dense_head import dense_head_forward
-
-WALK_TYPES = ("short", "box", "long")
-
-
-def check_walk_type(walk_type: str) -> str:
-    walk = str(walk_type).lower()
-    if walk not in WALK_TYPES:
-        raise ValueError(f"unknown walk_type {walk_type!r}; use one of {', '.join(WALK_TYPES)}")
-    return walk
+from .weights import as_dtype, check_state_dict, read_state_dict, save_model
 
 
 class FGCLIP2TextEmbeddings(nn.Module):
@@ -112,15 +106,27 @@ class FGCLIP2Model(nn.Module):
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def from_pretrained(cls, name_or_path, device=None, dtype=None, attn_implementation: str = "sdpa", **kwargs):
-        """Load a checkpoint folder or model-hub id (see :func:`fgdense.model.loading.load_model`)."""
-        from .loading import load_model
+    def from_pretrained(cls, name_or_path, device=None, dtype=None, attn_implementation: str = "sdpa"):
+        """Build a model from a checkpoint folder or model-hub id, in eval mode.
 
-        return load_model(name_or_path, device=device, dtype=dtype, attn_implementation=attn_implementation, **kwargs)
+        ``dtype`` (default float32, whatever the file stores, as transformers does) and ``device``
+        (default CPU; ``"auto"`` picks CUDA when available) place the weights; ``attn_implementation``
+        is ``"sdpa"`` (fused kernels) or ``"eager"`` (explicit softmax, for checking).
+        """
+        target = resolve_device("cpu" if device is None else device)
+        folder = resolve_checkpoint(name_or_path)
+        config = FGCLIP2Config.from_json_file(folder / "config.json")
+        state = read_state_dict(folder)
+        # Build on the meta device: no time is spent on random initialisation that loading overwrites.
+        with torch.device("meta"):
+            model = cls(config, attn_implementation=attn_implementation)
+        model.load_state_dict(check_state_dict(model, state, str(folder)), strict=True, assign=True)
+        model.name_or_path = str(name_or_path)
+        model.checkpoint_folder = folder
+        return model.to(dtype=as_dtype(dtype or torch.float32)).to(target).eval()
 
     def save_pretrained(self, folder) -> None:
-        from .loading import save_model
-
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
         save_model(self, folder)
 
     @property
@@ -132,7 +138,9 @@ class FGCLIP2Model(nn.Module):
         return self.logit_scale.dtype
 
     # ------------------------------------------------------------------ vision
-    def _vision(self, pixel_values, pixel_attention_mask, spatial_shapes):
+    def vision_outputs(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None):
+        """The vision tower's outputs: ``last_hidden_state`` (B, N, D) after the post LayerNorm and
+        ``pooler_output`` (B, D), the global embedding before normalisation."""
         if pixel_attention_mask is None:
             pixel_attention_mask = torch.ones(pixel_values.shape[:2], dtype=torch.long, device=pixel_values.device)
         return self.vision_model(
@@ -157,11 +165,11 @@ class FGCLIP2Model(nn.Module):
 
     def vision_hidden_states(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None) -> torch.Tensor:
         """The vision tower's last hidden state (B, N, D), after the post LayerNorm."""
-        return self._vision(pixel_values, pixel_attention_mask, spatial_shapes).last_hidden_state
+        return self.vision_outputs(pixel_values, pixel_attention_mask, spatial_shapes).last_hidden_state
 
     def get_image_features(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None) -> torch.Tensor:
         """Global image embeddings (B, D), not normalised (as the official method)."""
-        return self._vision(pixel_values, pixel_attention_mask, spatial_shapes).pooler_output
+        return self.vision_outputs(pixel_values, pixel_attention_mask, spatial_shapes).pooler_output
 
     def dense_features_from_hidden(self, hidden: torch.Tensor, pixel_attention_mask=None) -> torch.Tensor:
         return dense_head_forward(self.dense_feature_head, hidden, pixel_attention_mask)

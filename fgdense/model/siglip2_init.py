@@ -12,9 +12,11 @@ import json
 
 import torch
 
+from ..checkpoint import resolve_checkpoint
+from ..config import FGCLIP2Config
 from ..errors import CheckpointError
-from .config import FGCLIP2Config
-from .loading import check_state_dict, read_state_dict, resolve_checkpoint
+from .modeling import FGCLIP2Model
+from .weights import check_state_dict, read_state_dict
 
 
 def stretch_position_embedding(source: torch.Tensor, keep_len: int = 20) -> torch.Tensor:
@@ -38,8 +40,6 @@ def fgclip2_config_from_siglip2(values: dict, keep_len: int = 20) -> FGCLIP2Conf
 
 def init_from_siglip2(name_or_path, keep_len: int = 20, dtype=None):
     """An :class:`FGCLIP2Model` initialised from a transformers SigLIP 2 checkpoint folder or hub id."""
-    from .modeling import FGCLIP2Model
-
     folder = resolve_checkpoint(name_or_path)
     try:
         values = json.loads((folder / "config.json").read_text(encoding="utf-8"))

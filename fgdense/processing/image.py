@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
 
+from ..checkpoint import resolve_checkpoint
+from ..config import check_budget
 from ..errors import CheckpointError, ImageLoadError
 
 # (patches above which, budget): the official dynamic buckets, largest first.
@@ -136,8 +138,6 @@ class FGCLIP2ImageProcessor(Siglip2ImageProcessorPil):
 
     @classmethod
     def from_pretrained(cls, name_or_path, **overrides) -> "FGCLIP2ImageProcessor":
-        from ..model.loading import resolve_checkpoint
-
         folder = resolve_checkpoint(name_or_path)
         path = folder / "preprocessor_config.json"
         values: dict[str, Any] = {}
@@ -165,7 +165,7 @@ class FGCLIP2ImageProcessor(Siglip2ImageProcessorPil):
     def budget_for(self, images: Iterable[Image.Image], max_num_patches=None, dynamic_max_patches=None) -> int:
         """The patch budget a call would use for these (RGB PIL) images."""
         dynamic = self.dynamic_max_patches if dynamic_max_patches is None else dynamic_max_patches
-        requested = self.max_num_patches if max_num_patches is None else int(max_num_patches)
+        requested = self.max_num_patches if max_num_patches is None else check_budget(max_num_patches)
         if not dynamic:
             return requested
         budget = max(dynamic_budget(im.height, im.width, self.patch_size) for im in images)
@@ -187,7 +187,5 @@ class FGCLIP2ImageProcessor(Siglip2ImageProcessorPil):
         if not isinstance(images, (list, tuple)):
             images = [images]
         rgb = [load_image(im) for im in images]
-        budget = self.budget_for(rgb, max_num_patches, dynamic_max_patches)
-        if budget < 1:
-            raise ValueError(f"max_num_patches must be positive, got {budget}")
+        budget = check_budget(self.budget_for(rgb, max_num_patches, dynamic_max_patches))
         return super().preprocess(rgb, max_num_patches=budget, return_tensors=return_tensors, **kwargs)

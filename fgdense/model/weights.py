@@ -1,16 +1,13 @@
-"""Finding, reading and writing FG-CLIP 2 checkpoints.
+"""Reading and writing FG-CLIP 2 weights.
 
-A checkpoint is a folder (or a model-hub id downloaded into the hub cache) with ``config.json``,
-weights as ``model.safetensors`` (single or sharded with an index) or ``pytorch_model.bin``, and the
-tokenizer and preprocessor files. Weights are never executed as code: safetensors, or
-``torch.load(weights_only=True)``. The hub repositories' remote code is never downloaded.
+Weights are ``model.safetensors`` (single or sharded with an index) or ``pytorch_model.bin``. They are
+never executed as code: safetensors, or ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
+import pickle
 import warnings
 from pathlib import Path
 
@@ -18,52 +15,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
-from .config import FGCLIP2Config
+from ..errors import CheckpointError, shorten
 
 # Scalars the official training model keeps in released checkpoints; inference does not use them.
 TRAINING_ONLY_KEYS = frozenset({"logit_scale_finegraind", "logit_scale_hardneg"})
-
-# What a checkpoint download may fetch: configuration, weights, tokenizer, preprocessor. No *.py.
-HUB_ALLOW_PATTERNS = [
-    "config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model*.bin",
-    "pytorch_model.bin.index.json",
-    "tokenizer*",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "*.model",
-    "preprocessor_config.json",
-]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A local folder for ``name_or_path``: the folder itself, or a hub id downloaded to the cache."""
-    text = os.fspath(name_or_path)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise CheckpointError(f"{text} is a file; pass the checkpoint folder that holds config.json")
-    if not _HUB_ID.match(text) or text.startswith((".", "/", "~")):
-        raise CheckpointError(f"checkpoint folder {text} does not exist")
-    return _download(text)
-
-
-def _download(repo_id: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_ALLOW_PATTERNS))
-    except Exception as err:  # offline, unknown repo, gated repo: all end the same way for the user
-        raise CheckpointError(
-            f"could not get {repo_id!r} from the model hub ({type(err).__name__}) and no local folder of that "
-            f"name exists; download it where you have internet and pass the local folder instead "
-            f"(e.g. /path/to/{repo_id.split('/')[-1]})"
-        ) from None
 
 
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
@@ -100,8 +55,14 @@ def _load_bin(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weight shard {path} is missing")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises retrying with weights_only=False, i.e. running the file's code:
+        # never pass that on.
+        raise CheckpointError(f"{path} holds more than tensors (Python objects or code); fgdense only loads "
+                              "plain weights and refuses it") from None
     except Exception as err:
-        raise CheckpointError(f"{path} is not a loadable weights-only PyTorch file: {err}") from None
+        raise CheckpointError(f"{path} is not a loadable PyTorch weights file "
+                              f"({type(err).__name__}; truncated or corrupt?)") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict")
     return state
@@ -118,49 +79,24 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     )
     problems = []
     if missing:
-        problems.append(f"missing parameters: {', '.join(missing)}")
+        problems.append(f"missing parameters: {shorten(missing)}")
     if mismatched:
-        problems.append(f"shape mismatches: {'; '.join(mismatched)}")
+        problems.append(f"shape mismatches: {shorten(mismatched, 3, '; ')}")
     if problems:
         raise CheckpointError(f"{source} does not fit the FG-CLIP 2 model its config describes: " + " | ".join(problems))
     unexpected = sorted(k for k in state if k not in expected and k not in TRAINING_ONLY_KEYS)
     if unexpected:
-        warnings.warn(f"{source}: ignoring parameters the model does not use: {', '.join(unexpected)}", stacklevel=3)
+        warnings.warn(f"{source}: ignoring parameters the model does not use: {shorten(unexpected)}", stacklevel=3)
     return {k: state[k] for k in expected}
 
 
-def load_model(name_or_path, device=None, dtype=None, attn_implementation: str = "sdpa"):
-    """Build an :class:`FGCLIP2Model` from a checkpoint folder or hub id, in eval mode.
-
-    ``dtype`` (default float32) and ``device`` (default CPU) place the weights; ``attn_implementation``
-    is ``"sdpa"`` (fused kernels) or ``"eager"`` (explicit softmax, for checking).
-    """
-    from .modeling import FGCLIP2Model
-
-    folder = resolve_checkpoint(name_or_path)
-    config = FGCLIP2Config.from_json_file(folder / "config.json")
-    state = read_state_dict(folder)
-    # Build on the meta device: no time is spent on random initialisation that loading overwrites.
-    with torch.device("meta"):
-        model = FGCLIP2Model(config, attn_implementation=attn_implementation)
-    state = check_state_dict(model, state, str(folder))
-    model.load_state_dict(state, strict=True, assign=True)
-    model.name_or_path = str(name_or_path)
-    model.checkpoint_folder = folder
-    # Like transformers' default: fp32 unless asked otherwise, whatever precision the file stores.
-    model = model.to(dtype=_as_dtype(dtype or torch.float32))
-    if device is not None:
-        model = model.to(device)
-    return model.eval()
-
-
-def _as_dtype(dtype) -> torch.dtype:
+def as_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
              "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
     if str(dtype) not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
+        raise CheckpointError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
     return names[str(dtype)]
 
 

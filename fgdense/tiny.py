@@ -12,7 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .config import FGCLIP2Config
+from .config import Architecture, FGCLIP2Config, architecture_config
+from .model.modeling import FGCLIP2Model
+from .model.weights import save_checkpoint
+from .processing.image import FGCLIP2ImageProcessor
 
 _ENGLISH = (
     "a an the of on in at with and or near left right top bottom red green blue black white yellow "
@@ -30,15 +33,15 @@ _CHINESE = (
 
 
 def tiny_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4) -> FGCLIP2Config:
-    common = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh")
-    text = dict(common, vocab_size=vocab_size, max_position_embeddings=64, projection_size=hidden)
-    vision = dict(common, num_channels=3, patch_size=16, num_patches=256)
-    return FGCLIP2Config(text, vision, keep_len=20, longtext_len=196)
+    return architecture_config(Architecture(hidden=hidden, layers=layers, heads=heads, mlp=2 * hidden), vocab_size)
 
 
-def build_tokenizer(vocab_size: int = 600):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` with Gemma's special tokens (<pad>=0, <eos>=1)."""
+def build_tokenizer(vocab_size: int = 600, attention_mask: bool = True):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` with Gemma's special tokens (<pad>=0, <eos>=1).
+
+    It returns an ``attention_mask`` beside the ids, as Gemma's tokenizer does, unless
+    ``attention_mask=False`` (as SigLIP's tokenizer, which returns ids only).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -50,18 +53,19 @@ def build_tokenizer(vocab_size: int = 600):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     corpus = [" ".join(_ENGLISH)] * 4 + [" ".join(_CHINESE)] * 4 + _ENGLISH + _CHINESE
     core.train_from_iterator(corpus, trainer=trainer)
+    names = ["input_ids", "attention_mask"] if attention_mask else ["input_ids"]
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>",
-                                   bos_token="<bos>", unk_token="<unk>")
+                                   bos_token="<bos>", unk_token="<unk>", model_input_names=names)
 
 
-def make_tiny_checkpoint(out_dir, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4) -> Path:
-    """Write a complete random tiny FG-CLIP 2 checkpoint folder and return its path."""
-    from ..processing.image import FGCLIP2ImageProcessor
-    from .loading import save_checkpoint
-    from .modeling import FGCLIP2Model
+def make_tiny_checkpoint(out_dir, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4,
+                         attention_mask: bool = True) -> Path:
+    """Write a complete random tiny FG-CLIP 2 checkpoint folder and return its path.
 
+    ``attention_mask=False`` gives it a tokenizer that returns no attention mask (SigLIP-style).
+    """
     out = Path(out_dir)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(attention_mask=attention_mask)
     torch.manual_seed(seed)
     model = FGCLIP2Model(tiny_config(len(tokenizer), hidden, layers, heads))
     with torch.no_grad():

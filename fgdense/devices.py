@@ -1,0 +1,59 @@
+"""Devices and numeric precision: one place that turns ``"auto"``, ``"cuda:1"``, ``"bf16"`` into torch terms.
+
+A request this machine cannot honour (``cuda`` without CUDA, a GPU index that does not exist) is a
+:class:`~fgdense.errors.DeviceError` naming it, from the library as from the tools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import DeviceError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``auto``/``None`` -> CUDA when available, else CPU; anything else is checked against this machine."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} requested but CUDA is not available on this machine "
+                              "(use device='cpu' or 'auto')")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s)")
+    elif device.type != "cpu":
+        raise DeviceError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def autocast(model, precision: str = "auto"):
+    """The context a forward pass of ``model`` runs in for ``precision``.
+
+    ``auto``: bf16 autocast on CUDA for an fp32 model (LayerNorm and softmax stay fp32 under autocast),
+    the model's own precision elsewhere. ``fp32``: the model's own precision (fp32 for a model loaded
+    the default way). ``bf16`` / ``fp16``: autocast to that type on any device.
+    """
+    check_precision(precision)
+    device = model.device
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and model.dtype == torch.float32 else "fp32"
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return contextlib.nullcontext()
