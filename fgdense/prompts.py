@@ -1,10 +1,12 @@
-"""Label text -> label embeddings: synonyms, optional prompt templates, and a cache.
+"""Texts -> embeddings, by the one text policy (see :mod:`fgdense.processing.text`); labels with
+synonyms, prompt templates, and a cache.
 
 A label may list synonyms separated by ``|`` (``"cat|猫"``): their embeddings are averaged. With
 templates on, each synonym is put into every template of its language (English or Chinese) and the
-embeddings are averaged too (the usual CLIP prompt ensembling; off by default, as the official demo
-embeds the bare label). Labels use the ``box`` walk type by default: FG-CLIP 2 aligns region and
-dense features with ``boxtext_head`` embeddings.
+normalised embeddings are averaged and normalised again (CLIP's prompt ensembling, as the official
+COCO / LVIS evaluations do; off by default, as the official demo embeds the bare label). Labels use
+the ``box`` walk type by default: FG-CLIP 2 aligns region and dense features with ``boxtext_head``
+embeddings.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .processing.text import check_texts, encode_text
+from .errors import LabelError
+from .processing.text import check_printable, check_text_mask, check_texts, tokenize
 
 ENGLISH_TEMPLATES = (
     "{}.",
@@ -38,26 +41,54 @@ CHINESE_TEMPLATES = (
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
+@torch.no_grad()
+def encode_text(model, tokenizer, texts, walk_type: str = "short", *, normalize: bool = True, lowercase: bool = True,
+                text_mask: str = "tokenizer", batch_size: int = 256) -> torch.Tensor:
+    """Text embeddings (B, D) float32 of ``texts`` with the given walk type, L2-normalised by default.
+
+    Tokenised and fed to the model by the text policy: lower-cased unless ``lowercase=False``, and with
+    the attention mask the tokenizer returns unless ``text_mask="none"``.
+    """
+    texts = check_texts(texts)
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        inputs = tokenize(tokenizer, texts[start : start + batch_size], walk_type, lowercase=lowercase,
+                          text_mask=text_mask)
+        inputs = {name: value.to(model.device) for name, value in inputs.items()}
+        parts.append(model.get_text_features(**inputs, walk_type=walk_type).float())
+    feats = torch.cat(parts)
+    return F.normalize(feats, dim=-1) if normalize else feats
+
+
 def split_synonyms(label: str) -> list[str]:
     """``"cat|猫"`` -> ``["cat", "猫"]``; blank parts are dropped."""
     parts = [part.strip() for part in str(label).split("|")]
     parts = [part for part in parts if part]
     if not parts:
-        raise ValueError(f"label {label!r} is empty")
+        raise LabelError(f"label {label!r} is empty")
     return parts
 
 
 def check_labels(labels: Sequence[str] | str, what: str = "label") -> list[str]:
-    """A non-empty list of distinct, non-blank labels, or a clear error."""
+    """A non-empty list of distinct, printable, non-blank labels, or a :class:`LabelError` naming the bad one."""
     labels = check_texts(labels, what)
     seen: dict[str, int] = {}
     for index, label in enumerate(labels):
+        check_printable(label, what)
         split_synonyms(label)
         key = label.strip().lower()
         if key in seen:
-            raise ValueError(f"duplicate {what} {label!r} (positions {seen[key]} and {index})")
+            raise LabelError(f"duplicate {what} {label!r} (positions {seen[key]} and {index})")
         seen[key] = index
     return labels
+
+
+def check_phrases(phrases: Sequence[str] | str) -> list[str]:
+    """A non-empty list of printable, non-blank phrases (repeats are allowed: each is grounded)."""
+    phrases = check_texts(phrases, "phrase")
+    for phrase in phrases:
+        check_printable(phrase, "phrase")
+    return phrases
 
 
 def is_chinese(text: str) -> bool:
@@ -73,30 +104,76 @@ def expand_prompts(synonym: str, templates: bool | Sequence[str] = False) -> lis
     return [template.format(synonym) for template in templates]
 
 
-class LabelEncoder:
-    """Label embeddings with synonyms and templates, caching every prompt's embedding across calls."""
+class TextEncoder:
+    """Embeddings of texts by one walk type and text policy, each prompt encoded once across calls.
 
-    def __init__(self, model, tokenizer, walk_type: str = "box"):
+    ``lowercase`` and ``text_mask`` are the text policy's two switches (see :mod:`fgdense.processing.text`);
+    ``cache=False`` keeps nothing between calls (for one-off sets such as 96k evaluation prompts).
+    """
+
+    def __init__(self, model, tokenizer, walk_type: str = "box", *, lowercase: bool = True,
+                 text_mask: str = "tokenizer", cache: bool = True):
+        if tokenizer is None:
+            raise LabelError("a tokenizer is needed to encode text: pass tokenizer= or load with from_pretrained")
         self.model = model
         self.tokenizer = tokenizer
         self.walk_type = walk_type
+        self.lowercase = lowercase
+        self.text_mask = check_text_mask(text_mask)
+        self.cache = cache
         self._cache: dict[str, torch.Tensor] = {}
 
     def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
         """Normalised embeddings (P, D) of raw prompts; new prompts are encoded in one batch."""
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
         if missing:
-            feats = encode_text(self.model, self.tokenizer, missing, walk_type=self.walk_type).cpu()
+            feats = encode_text(self.model, self.tokenizer, missing, walk_type=self.walk_type,
+                                lowercase=self.lowercase, text_mask=self.text_mask).cpu()
+            if not self.cache:
+                known = dict(zip(missing, feats))
+                return torch.stack([self._cache.get(p, known.get(p)) for p in prompts])
             self._cache.update(zip(missing, feats))
         return torch.stack([self._cache[p] for p in prompts])
 
-    def __call__(self, labels: Sequence[str] | str, templates: bool | Sequence[str] = False) -> torch.Tensor:
-        """Normalised embeddings (K, D), one per label, averaged over synonyms and templates."""
-        labels = check_labels(labels)
-        groups = [[p for syn in split_synonyms(label) for p in expand_prompts(syn, templates)] for label in labels]
-        flat = self.prompt_embeddings([p for group in groups for p in group])
-        out, start = [], 0
+    def group_embeddings(self, groups: Sequence[Sequence[str]], progress: bool = False,
+                         chunk_prompts: int = 4096) -> torch.Tensor:
+        """(K, D): per group of prompts, the normalised mean of their normalised embeddings.
+
+        Groups are encoded a chunk of about ``chunk_prompts`` prompts at a time, so 1203 LVIS categories
+        times 80 templates never sit in memory at once.
+        """
+        from tqdm.auto import tqdm
+
+        out, chunk, size = [], [], 0
+        bar = tqdm(total=len(groups), desc="encoding texts", unit="group", disable=not progress)
+
+        def flush():
+            flat = self.prompt_embeddings([p for group in chunk for p in group])
+            start = 0
+            for group in chunk:
+                out.append(flat[start : start + len(group)].mean(0))
+                start += len(group)
+            bar.update(len(chunk))
+
         for group in groups:
-            out.append(flat[start : start + len(group)].mean(0))
-            start += len(group)
+            if chunk and size + len(group) > chunk_prompts:
+                flush()
+                chunk, size = [], 0
+            chunk.append(list(group))
+            size += len(group)
+        if chunk:
+            flush()
+        bar.close()
         return F.normalize(torch.stack(out), dim=-1)
+
+    def labels(self, labels: Sequence[str] | str, templates: bool | Sequence[str] = False) -> torch.Tensor:
+        """Normalised embeddings (K, D), one per label, averaged over its synonyms and templates."""
+        labels = check_labels(labels)
+        return self.group_embeddings([[p for syn in split_synonyms(label) for p in expand_prompts(syn, templates)]
+                                      for label in labels])
+
+    __call__ = labels
+
+
+__all__ = ["CHINESE_TEMPLATES", "ENGLISH_TEMPLATES", "TextEncoder", "check_labels", "check_phrases",
+           "encode_text", "expand_prompts", "is_chinese", "split_synonyms"]

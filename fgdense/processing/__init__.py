@@ -1,5 +1,9 @@
-from .image import FGCLIP2ImageProcessor, dynamic_budget, load_image, to_rgb
-from .text import MAX_LENGTH, check_texts, encode_text, load_tokenizer, tokenize
+"""NaFlex images and text to model inputs (a sibling of fgdense.model; both share fgdense.config)."""
 
-__all__ = ["FGCLIP2ImageProcessor", "dynamic_budget", "load_image", "to_rgb", "MAX_LENGTH", "check_texts",
-           "encode_text", "load_tokenizer", "tokenize"]
+from .image import FGCLIP2ImageProcessor, decode_as_stored, dynamic_budget, load_image, to_rgb
+from .text import (MAX_LENGTH, TEXT_MASKS, check_printable, check_text_mask, check_texts, load_tokenizer, token_count,
+                   tokenize)
+
+__all__ = ["FGCLIP2ImageProcessor", "decode_as_stored", "dynamic_budget", "load_image", "to_rgb", "MAX_LENGTH",
+           "TEXT_MASKS", "check_printable", "check_text_mask", "check_texts", "load_tokenizer", "token_count",
+           "tokenize"]

@@ -1,27 +1,33 @@
-"""Text encoding with FG-CLIP 2's conventions, so callers cannot get them wrong.
+"""Text to model inputs, by FG-CLIP 2's conventions, so callers cannot get them wrong.
 
-The model was trained on lower-cased text, always padded to ``max_length`` (it pools the LAST position,
-padding or not): 64 tokens for ``short`` captions and ``box`` labels, 196 for ``long`` captions.
+The text policy, in one place:
+
+* texts are padded to a fixed length (the model pools the LAST position, padding or not): 64 tokens for
+  ``short`` captions and ``box`` labels, 196 for ``long`` captions, and cut there;
+* they are lower-cased, as the model was trained, unless a protocol says otherwise (the official
+  BoxClass-CN evaluation keeps names such as ``T恤`` or ``iPhone`` as written);
+* the model gets exactly what the checkpoint's tokenizer returns: ``input_ids``, plus the
+  ``attention_mask`` when the tokenizer returns one (its ``model_input_names``), as the official
+  evaluation scripts and demos pass ``**tokenizer(...)``. ``text_mask="none"`` drops the mask, as the
+  official *training* code does (stage-2 training here keeps that convention).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Sequence
 
-import torch
+from ..checkpoint import resolve_checkpoint
+from ..config import TEXT_LENGTH, check_walk_type
+from ..errors import CheckpointError, LabelError
 
-from ..errors import CheckpointError
-from ..model.modeling import check_walk_type
-
-MAX_LENGTH = {"short": 64, "box": 64, "long": 196}
+TEXT_MASKS = ("tokenizer", "none")
+MAX_LENGTH = TEXT_LENGTH  # the name earlier versions used
 
 
 def load_tokenizer(name_or_path):
-    """The checkpoint's tokenizer through ``AutoTokenizer`` (no remote code)."""
+    """The checkpoint's tokenizer through ``AutoTokenizer`` (never remote code)."""
     from transformers import AutoTokenizer
-
-    from ..model.loading import resolve_checkpoint
-
     from transformers.utils import logging as hf_logging
 
     folder = resolve_checkpoint(name_or_path)
@@ -31,50 +37,66 @@ def load_tokenizer(name_or_path):
     hf_logging.set_verbosity_error()
     try:
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load a tokenizer from {folder}: {err}") from None
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"cannot load a tokenizer from {folder}: {str(err)[:200]}") from None
     finally:
         hf_logging.set_verbosity(level)
+
+
+def check_text_mask(text_mask: str) -> str:
+    if text_mask not in TEXT_MASKS:
+        raise LabelError(f"unknown text_mask {text_mask!r}; use 'tokenizer' (the mask the tokenizer returns, "
+                         "as the official evaluation) or 'none' (input ids only, as the official training)")
+    return text_mask
 
 
 def check_texts(texts: Sequence[str] | str, what: str = "caption") -> list[str]:
     """A non-empty list of strings, or a clear error."""
     if isinstance(texts, str):
         texts = [texts]
-    texts = list(texts)
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise LabelError(f"expected a list of {what}s, got {type(texts).__name__}") from None
     if not texts:
-        raise ValueError(f"empty {what} list: give at least one {what}")
+        raise LabelError(f"empty {what} list: give at least one {what}")
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"{what} {index} is a {type(text).__name__}, not a string")
+            raise LabelError(f"{what} {index} is a {type(text).__name__}, not a string")
     return texts
 
 
-def tokenize(tokenizer, texts: Sequence[str] | str, walk_type: str = "short", max_length: int | None = None):
-    """``input_ids`` and ``attention_mask`` (B, L) the official way: lower-cased, max_length padding, truncation."""
+def check_printable(text: str, what: str) -> str:
+    """``text`` if it is not blank and holds no control characters (a tab, a newline, an escape...)."""
+    bad = sorted({ch for ch in text if unicodedata.category(ch) == "Cc"})
+    if bad:
+        shown = ", ".join(f"U+{ord(ch):04X}" for ch in bad)
+        raise LabelError(f"{what} {text!r} holds control characters ({shown}); labels are plain text")
+    if not text.strip():
+        raise LabelError(f"{what} {text!r} is blank")
+    return text
+
+
+def tokenize(tokenizer, texts: Sequence[str] | str, walk_type: str = "short", *, lowercase: bool = True,
+             text_mask: str = "tokenizer", max_length: int | None = None) -> dict:
+    """Model inputs for ``texts``: ``input_ids`` (B, L), and ``attention_mask`` (B, L) when the tokenizer
+    returns one and ``text_mask`` is ``"tokenizer"`` (see the module docstring)."""
     walk = check_walk_type(walk_type)
+    check_text_mask(text_mask)
     texts = check_texts(texts)
     encoded = tokenizer(
-        [t.lower() for t in texts],
+        [t.lower() for t in texts] if lowercase else texts,
         padding="max_length",
-        max_length=max_length or MAX_LENGTH[walk],
+        max_length=max_length or TEXT_LENGTH[walk],
         truncation=True,
         return_tensors="pt",
     )
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    inputs = {"input_ids": encoded["input_ids"]}
+    if text_mask == "tokenizer" and "attention_mask" in encoded:
+        inputs["attention_mask"] = encoded["attention_mask"]
+    return inputs
 
 
-@torch.no_grad()
-def encode_text(model, tokenizer, texts, walk_type: str = "short", normalize: bool = True, batch_size: int = 256):
-    """Text embeddings (B, D) for ``texts`` with the given walk type, L2-normalised by default."""
-    texts = check_texts(texts)
-    parts = []
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenize(tokenizer, texts[start : start + batch_size], walk_type)
-        # No attention mask, as in the official training (the pooled last position attends to the
-        # padding too). The official README passes the tokenizer's whole output, which includes a mask
-        # when the tokenizer returns one; call model.get_text_features(ids, mask) for that behaviour.
-        feats = model.get_text_features(tokens["input_ids"].to(model.device), walk_type=walk_type)
-        parts.append(feats.float())
-    feats = torch.cat(parts)
-    return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats
+def token_count(tokenizer, text: str, lowercase: bool = True) -> int:
+    """How many tokens ``text`` takes, special tokens included (before padding or cutting)."""
+    return len(tokenizer(text.lower() if lowercase else text)["input_ids"])
