@@ -1,18 +1,53 @@
-"""fgdense: open-vocabulary dense prediction on FG-CLIP 2."""
+"""fgdense: open-vocabulary dense prediction on FG-CLIP 2.
 
-from .dense import DenseFeatures, dense_features, dense_features_batch
-from .errors import BoxError, CheckpointError, FGDenseError, ImageLoadError
-from .model import FGCLIP2Config, FGCLIP2Model
-from .model.siglip2_init import init_from_siglip2
-from .processing import FGCLIP2ImageProcessor, encode_text, load_image, load_tokenizer, tokenize
-from .regions import BoxClassification, BoxClassifier, Grounder, Grounding
-from .segment import SegmentationResult, Segmenter
+The public names below are imported on first use, so that ``import fgdense`` (and every tool's
+``--help``) stays quick: torch and transformers load only when a model is really needed.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BoxClassification", "BoxClassifier", "BoxError", "CheckpointError", "DenseFeatures", "FGCLIP2Config",
-    "FGCLIP2ImageProcessor", "FGCLIP2Model", "FGDenseError", "Grounder", "Grounding", "ImageLoadError",
-    "SegmentationResult", "Segmenter", "dense_features", "dense_features_batch", "encode_text",
-    "init_from_siglip2", "load_image", "load_tokenizer", "tokenize",
-]
+# public name -> module that defines it
+_PUBLIC = {
+    "FGCLIP2Model": ".model",
+    "FGCLIP2Config": ".config",
+    "FGCLIP2ImageProcessor": ".processing",
+    "load_image": ".processing",
+    "load_tokenizer": ".processing",
+    "tokenize": ".processing",
+    "encode_text": ".prompts",
+    "init_from_siglip2": ".model.siglip2_init",
+    "DenseFeatures": ".dense",
+    "dense_features": ".dense",
+    "dense_features_batch": ".dense",
+    "Segmenter": ".segment",
+    "SegmentationResult": ".segment",
+    "BoxClassifier": ".classify",
+    "BoxClassification": ".classify",
+    "Grounder": ".ground",
+    "Grounding": ".ground",
+    "FGDenseError": ".errors",
+    "CheckpointError": ".errors",
+    "ImageLoadError": ".errors",
+    "BoxError": ".errors",
+    "LabelError": ".errors",
+    "DeviceError": ".errors",
+    "DatasetError": ".errors",
+    "OutputError": ".errors",
+    "FontError": ".errors",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fgdense' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

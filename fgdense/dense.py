@@ -1,5 +1,13 @@
 """High-resolution dense features: patch-feature grids for whole images, fast and memory-lean.
 
+The patch budget (``max_num_patches``) means the same everywhere in fgdense:
+
+* ``None``: the checkpoint's own processing, each image alone (with the released checkpoints, the
+  dynamic budget of 128 to 1024 patches picked from the image's size), as the official evaluations;
+* ``"auto"``: a high resolution for the device, 16384 patches on a GPU (FG-CLIP 2's dense demo) and
+  1024 on a CPU;
+* an integer from 1 to 16384: that budget for every image.
+
 The fast path runs each image at its own patch count with no padding at all, so neither the vision
 tower nor the dense head needs an attention mask and SDPA picks its flash / memory-efficient / fused
 CPU kernel. Real patches never attend to padding in the official model, so their features are the
@@ -9,7 +17,6 @@ up to a token budget per forward pass, so memory stays bounded whatever the mix 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Iterable
@@ -17,12 +24,12 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
+from .companions import processor_for
+from .config import CPU_DEFAULT_PATCHES, GPU_DEFAULT_PATCHES, check_budget
+from .devices import autocast
 from .model.boxes import project_boxes, roi_embeddings, validate_boxes
 from .model.dense_head import dense_head_forward
-from .processing.image import FGCLIP2ImageProcessor, load_image
-
-GPU_DEFAULT_PATCHES = 16384  # 2048x2048 pixels at patch 16: FG-CLIP 2's dense-demo resolution
-CPU_DEFAULT_PATCHES = 1024  # a budget that takes seconds, not minutes, per image on a laptop CPU
+from .processing.image import load_image
 
 
 @dataclass
@@ -92,18 +99,6 @@ def default_patch_budget(device: torch.device | str) -> int:
     return GPU_DEFAULT_PATCHES if torch.device(device).type == "cuda" else CPU_DEFAULT_PATCHES
 
 
-def _autocast(model, precision: str):
-    """bf16 autocast on CUDA for an fp32 model (LayerNorm/softmax stay fp32 under autocast)."""
-    device = model.device
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and model.dtype == torch.float32 else "model"
-    if precision in ("bf16", "fp16"):
-        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    if precision not in ("model", "fp32"):
-        raise ValueError(f"unknown precision {precision!r}; use auto, model, fp32, bf16 or fp16")
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def dense_grids(model, pixel_values, spatial_shapes, max_batch_tokens: int = GPU_DEFAULT_PATCHES,
                 precision: str = "auto") -> list[torch.Tensor]:
@@ -119,7 +114,7 @@ def dense_grids(model, pixel_values, spatial_shapes, max_batch_tokens: int = GPU
     by_length: dict[int, list[int]] = {}
     for index, (h, w) in enumerate(shapes):
         by_length.setdefault(h * w, []).append(index)
-    with _autocast(model, precision):
+    with autocast(model, precision):
         for length, indices in by_length.items():
             per_pass = max(1, max_batch_tokens // length)
             for start in range(0, len(indices), per_pass):
@@ -133,33 +128,38 @@ def dense_grids(model, pixel_values, spatial_shapes, max_batch_tokens: int = GPU
     return grids
 
 
-def processor_for(model, processor=None):
-    """``processor``, else the model's checkpoint's own image processor, else the default one."""
-    if processor is not None:
-        return processor
-    folder = getattr(model, "checkpoint_folder", None)
-    return FGCLIP2ImageProcessor.from_pretrained(folder) if folder else FGCLIP2ImageProcessor()
+def budget_setting(value) -> int | str | None:
+    """A ``max_num_patches`` setting checked: ``None``, ``"auto"`` or an int from 1 to 16384."""
+    if value is None or value == "auto":
+        return value
+    return check_budget(value)
 
 
-def dense_features_batch(model, images: Iterable, processor=None, max_num_patches: int | None = None,
+def resolve_budget(value, device) -> int | None:
+    """The cap a ``max_num_patches`` setting means on ``device`` (``None``: the checkpoint's processing)."""
+    value = budget_setting(value)
+    return default_patch_budget(device) if value == "auto" else value
+
+
+def dense_features_batch(model, images: Iterable, processor=None, max_num_patches: int | str | None = "auto",
                          max_batch_tokens: int | None = None, precision: str = "auto") -> list[DenseFeatures]:
-    """Dense features of several images (paths, PIL images or arrays), each at its own budget.
+    """Dense features of several images (paths, PIL images or arrays), each processed alone.
 
-    ``max_num_patches`` defaults to :func:`default_patch_budget` of the model's device; each image gets
-    ``pick_patch_budget`` of its size under that cap. The requested budget is honoured (the processor's
-    dynamic budget is switched off).
+    ``max_num_patches`` is a budget setting (see the module docstring): with a number (or ``"auto"``'s)
+    each image gets :func:`pick_patch_budget` of its size under that cap, honoured exactly (the
+    processor's dynamic budget is switched off); with ``None``, the processor's own choice. ``processor``
+    defaults to the model's checkpoint's own.
     """
     processor = processor_for(model, processor)
-    cap = int(max_num_patches or default_patch_budget(model.device))
-    if cap < 1:
-        raise ValueError(f"max_num_patches must be positive, got {cap}")
+    cap = resolve_budget(max_num_patches, model.device)
     rgb = [load_image(image) for image in images]
-    processed = [
-        processor(im, max_num_patches=pick_patch_budget(im.height, im.width, cap, processor.patch_size),
-                  dynamic_max_patches=False)
-        for im in rgb
-    ]
-    return features_of_processed(model, processed, rgb, max_batch_tokens or max(cap, GPU_DEFAULT_PATCHES), precision)
+    if cap is None:
+        processed = [processor(im) for im in rgb]
+    else:
+        processed = [processor(im, max_num_patches=pick_patch_budget(im.height, im.width, cap, processor.patch_size),
+                               dynamic_max_patches=False) for im in rgb]
+    tokens = max_batch_tokens or max(cap or 0, GPU_DEFAULT_PATCHES)
+    return features_of_processed(model, processed, rgb, tokens, precision)
 
 
 def features_of_processed(model, processed: list, images: list, max_batch_tokens: int = GPU_DEFAULT_PATCHES,
@@ -176,7 +176,7 @@ def features_of_processed(model, processed: list, images: list, max_batch_tokens
     return [DenseFeatures(grid, (im.height, im.width)) for grid, im in zip(grids, images)]
 
 
-def dense_features(model, image, processor=None, max_num_patches: int | None = None,
+def dense_features(model, image, processor=None, max_num_patches: int | str | None = "auto",
                    precision: str = "auto") -> DenseFeatures:
     """Dense features of one image: its (h, w, D) grid and how grid cells map to image pixels."""
     return dense_features_batch(model, [image], processor, max_num_patches, precision=precision)[0]
@@ -191,7 +191,6 @@ def grid_shape_for(height: int, width: int, max_num_patches: int, patch_size: in
 
 
 __all__ = [
-    "DenseFeatures", "dense_features", "dense_features_batch", "dense_grids", "features_of_processed",
-    "pick_patch_budget", "processor_for",
-    "default_patch_budget", "grid_shape_for", "GPU_DEFAULT_PATCHES", "CPU_DEFAULT_PATCHES",
+    "DenseFeatures", "budget_setting", "default_patch_budget", "dense_features", "dense_features_batch", "dense_grids",
+    "features_of_processed", "grid_shape_for", "pick_patch_budget", "resolve_budget",
 ]

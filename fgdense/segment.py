@@ -17,21 +17,19 @@ the blurry patch-scale boundaries to image edges.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from .dense import DenseFeatures, dense_features_batch
+from .dense import DenseFeatures
+from .errors import FGDenseError
 from .processing.image import load_image
-from .prompts import LabelEncoder, check_labels
+from .prompts import check_labels
+from .task import Task, TaskSettings, as_number
 
 BACKGROUND = -1  # label-map value of pixels no label claims
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-_UNSET = object()
 
 
 # --------------------------------------------------------------------------------------------- result
@@ -117,7 +115,7 @@ class SegmentationResult:
             data={"class_name": np.array([self.labels[k] for k in class_ids])},
         )
 
-    def summary(self) -> dict:
+    def to_json(self) -> dict:
         """JSON-ready description: per label its pixel area, mean score and COCO RLE mask."""
         height, width = self.image_size
         segments = []
@@ -192,59 +190,50 @@ def guided_filter(guide: np.ndarray, maps: np.ndarray, radius: int, eps: float =
 
 
 # ------------------------------------------------------------------------------------------ segmenter
-class Segmenter:
-    """Open-vocabulary segmentation with an FG-CLIP 2 model.
+@dataclasses.dataclass(frozen=True)
+class SegmenterSettings(TaskSettings):
+    """:class:`~fgdense.task.TaskSettings` plus the background rule and refinement.
 
-    ``Segmenter(model, processor, tokenizer)`` or ``Segmenter.from_pretrained(name_or_path, device=...)``;
-    then ``segment(image, ["电脑", "cat|猫"])``. Keyword settings are defaults that ``segment`` can
-    override per call. :meth:`image_features` and :meth:`label_embeddings` are the two places that
-    touch the model: override them to plug in another feature source.
+    ``threshold``: ``"auto"`` (the model's 50 % match point), a cosine, or ``None`` (pure argmax);
+    ``background_labels``: labels whose pixels are background; ``refine``: snap boundaries to image
+    edges with a guided filter of strength ``refine_eps``. The patch budget defaults to ``"auto"``.
     """
 
-    def __init__(self, model, processor=None, tokenizer=None, max_num_patches: int | None = None,
-                 threshold: float | str | None = "auto", background_labels: Sequence[str] = (),
-                 templates: bool | Sequence[str] = False, refine: bool = False, refine_eps: float = 1e-3,
-                 precision: str = "auto"):
-        self.model = model
-        self.processor = processor
-        self.tokenizer = tokenizer
-        self.max_num_patches = max_num_patches
-        self.threshold = threshold
-        self.background_labels = list(background_labels)
-        self.templates = templates
-        self.refine = refine
-        self.refine_eps = refine_eps
-        self.precision = precision
-        self._encoder = None
+    max_num_patches: int | str | None = "auto"
+    threshold: float | str | None = "auto"
+    background_labels: tuple[str, ...] = ()
+    refine: bool = False
+    refine_eps: float = 1e-3
 
-    @classmethod
-    def from_pretrained(cls, name_or_path, device=None, dtype=None, **kwargs) -> "Segmenter":
-        """Model, image processor and tokenizer of a checkpoint folder or hub id."""
-        from .model import FGCLIP2Model
-        from .processing import FGCLIP2ImageProcessor, load_tokenizer
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "background_labels", tuple(self.background_labels))
+        object.__setattr__(self, "threshold", check_threshold(self.threshold))
+        if not (isinstance(self.refine_eps, (int, float)) and np.isfinite(self.refine_eps) and self.refine_eps > 0):
+            raise FGDenseError(f"refine_eps must be a positive number, got {self.refine_eps!r}")
 
-        model = FGCLIP2Model.from_pretrained(name_or_path, device=device, dtype=dtype)
-        processor = FGCLIP2ImageProcessor.from_pretrained(name_or_path)
-        return cls(model, processor, load_tokenizer(name_or_path), **kwargs)
 
-    # ------------------------------------------------------------------ the two model-facing steps
-    def image_features(self, images: Sequence) -> list[DenseFeatures]:
-        """Dense features of RGB PIL images at this segmenter's patch budget."""
-        return dense_features_batch(self.model, images, self.processor, self.max_num_patches,
-                                    precision=self.precision)
+def check_threshold(threshold):
+    """``"auto"``, ``None`` (also spelt ``"none"``) or a finite cosine."""
+    if threshold == "auto" or threshold is None:
+        return threshold
+    if threshold == "none":
+        return None
+    value = as_number(threshold)
+    if not np.isfinite(value):
+        raise FGDenseError(f"threshold must be a finite number, 'auto' or None, got {threshold!r}")
+    return value
 
-    def label_embeddings(self, labels: Sequence[str], templates: bool | Sequence[str] = False) -> torch.Tensor:
-        """(K, D) normalised ``box``-walk label embeddings (cached across calls)."""
-        if self._encoder is None:
-            if self.tokenizer is None:
-                from .processing import load_tokenizer
 
-                folder = getattr(self.model, "checkpoint_folder", None)
-                if folder is None:
-                    raise ValueError("Segmenter needs a tokenizer: pass one or use Segmenter.from_pretrained")
-                self.tokenizer = load_tokenizer(folder)
-            self._encoder = LabelEncoder(self.model, self.tokenizer, walk_type="box")
-        return self._encoder(labels, templates)
+class Segmenter(Task):
+    """Open-vocabulary segmentation with an FG-CLIP 2 model.
+
+    ``Segmenter.from_pretrained(name_or_path, device=..., **settings)`` (or ``Segmenter(model, processor,
+    tokenizer, **settings)``), then ``segment(image, ["电脑", "cat|猫"])``; settings are in
+    :class:`SegmenterSettings` and can be overridden per call.
+    """
+
+    Settings = SegmenterSettings
 
     def auto_threshold(self) -> float | None:
         """The cosine where sigmoid(logit_scale.exp() * cos + logit_bias) = 0.5, the model's own match point."""
@@ -254,45 +243,34 @@ class Segmenter:
         return float(-bias.detach().float().cpu() / scale.detach().float().exp().cpu())
 
     def resolve_threshold(self, threshold) -> float | None:
-        if threshold == "auto":
-            return self.auto_threshold()
-        if threshold is None or threshold == "none":
-            return None
-        try:
-            value = float(threshold)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if not np.isfinite(value):
-            raise ValueError(f"threshold must be a finite number, 'auto' or None, got {threshold!r}")
-        return value
+        """The cosine a threshold setting stands for (``None``: no threshold)."""
+        threshold = check_threshold(threshold)
+        return self.auto_threshold() if threshold == "auto" else threshold
 
     # ----------------------------------------------------------------------------------- segmenting
-    def segment(self, image, labels: Sequence[str] | str, threshold=_UNSET, background_labels=_UNSET,
-                templates=_UNSET, refine=_UNSET) -> SegmentationResult:
+    def segment(self, image, labels: Sequence[str] | str, **overrides) -> SegmentationResult:
         """Segment one image (path, PIL image or array) into ``labels`` plus background."""
-        return self.segment_batch([image], labels, threshold, background_labels, templates, refine)[0]
+        return self.segment_batch([image], labels, **overrides)[0]
 
-    def segment_batch(self, images: Sequence, labels: Sequence[str] | str, threshold=_UNSET,
-                      background_labels=_UNSET, templates=_UNSET, refine=_UNSET) -> list[SegmentationResult]:
+    def segment_batch(self, images: Sequence, labels: Sequence[str] | str, **overrides) -> list[SegmentationResult]:
         """Segment several images with the same labels (one text encoding, one batched feature pass)."""
-        threshold = self.resolve_threshold(self.threshold if threshold is _UNSET else threshold)
-        background = list(self.background_labels if background_labels is _UNSET else background_labels)
-        templates = self.templates if templates is _UNSET else templates
-        refine = self.refine if refine is _UNSET else refine
+        settings = self.configured(**overrides)
+        threshold = self.resolve_threshold(settings.threshold)
+        background = list(settings.background_labels)
         labels = check_labels(labels)
         # Checked together: a label that is also a background label is a mistake.
         check_labels(labels + background, "label (including background labels)")
         rgb = [load_image(im) for im in images]
-        text = self.label_embeddings(labels + background, templates)
-        feats = self.image_features(rgb)
-        return [self._decide(f, im, text, labels, background, threshold, refine) for f, im in zip(feats, rgb)]
+        text = self.label_embeddings(labels + background, settings)
+        feats = self.image_features(rgb, settings)
+        return [self._decide(f, im, text, labels, background, threshold, settings) for f, im in zip(feats, rgb)]
 
-    def _decide(self, feats: DenseFeatures, image, text, labels, background, threshold, refine) -> SegmentationResult:
+    def _decide(self, feats: DenseFeatures, image, text, labels, background, threshold, settings) -> SegmentationResult:
         scores = feats.upsample(feats.similarity(text)).cpu().numpy().astype(np.float32)
-        if refine:
+        if settings.refine:
             guide = np.asarray(image.convert("L"), np.float32) / 255.0
             radius = max(1, int(round(max(feats.cell_size))))
-            scores = guided_filter(guide, scores, radius, self.refine_eps)
+            scores = guided_filter(guide, scores, radius, settings.refine_eps)
         best = scores.argmax(0).astype(np.int32)
         label_map = np.where(best < len(labels), best, BACKGROUND).astype(np.int32)
         if threshold is not None:
@@ -300,113 +278,5 @@ class Segmenter:
         return SegmentationResult(list(labels), scores[: len(labels)], label_map, threshold, background)
 
 
-# ------------------------------------------------------------------------------ files (the CLI's path)
-def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image paths, with folders expanded to the image files directly inside them (sorted).
-
-    A path that does not exist, an empty folder, or a named file that is not an image raises
-    ``ImageLoadError`` (checked on the file's header only, so it is cheap).
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    from .errors import ImageLoadError
-
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise ImageLoadError(f"image {path} does not exist")
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise ImageLoadError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            out.extend(found)
-            continue
-        try:
-            with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError) as err:
-            raise ImageLoadError(f"{path} is not an image file ({err.__class__.__name__})") from None
-        out.append(path)
-    return out
-
-
-def output_stems(paths: Sequence[Path]) -> list[str]:
-    """One output name per image: its file stem, made unique (``x``, ``x-2``...) when stems repeat."""
-    used: set[str] = set()
-    stems = []
-    for path in paths:
-        stem, count = path.stem, 1
-        while stem in used:  # also skips a name another image has as its own stem (x, x-2, x-2.jpg)
-            count += 1
-            stem = f"{path.stem}-{count}"
-        used.add(stem)
-        stems.append(stem)
-    return stems
-
-
-def check_output_folder(out_dir) -> Path:
-    """``out_dir`` if it is (or can be created as) a writable folder, else ``OSError`` naming it."""
-    import tempfile
-
-    out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise OSError(f"--out {out} is a file, not a folder")
-        try:
-            with tempfile.TemporaryFile(dir=out):
-                pass
-        except OSError:
-            raise OSError(f"cannot write to the output folder {out}") from None
-        return out
-    parent = out.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OSError(f"cannot create the output folder {out}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OSError(f"cannot create the output folder {out}: {parent} is not writable")
-    return out
-
-
-@dataclass
-class FilesReport:
-    """What :func:`segment_files` did: the outputs per image and the images it could not read."""
-
-    written: dict[str, dict[str, Path]] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-def segment_files(segmenter: Segmenter, paths: Sequence[Path], labels: Sequence[str], out_dir,
-                  font: str | None = None, progress: bool = True, extra_json: dict | None = None,
-                  **segment_kwargs) -> FilesReport:
-    """Segment image files and write, per image, the overlay, heatmap grid, label map and JSON.
-
-    One image at a time, so one unreadable file is recorded in ``failed`` and the rest still run.
-    Inputs should be checked first (``expand_inputs``, ``check_labels``, ``check_output_folder``).
-    """
-    from tqdm.auto import tqdm
-
-    from .errors import ImageLoadError
-    from .viz import write_outputs
-
-    out = Path(out_dir)
-    report = FilesReport()
-    bar = tqdm(list(zip(paths, output_stems(paths))), desc="segmenting", unit="img", disable=not progress)
-    for path, stem in bar:
-        try:
-            image = load_image(path)
-        except ImageLoadError as err:
-            report.failed[str(path)] = str(err)
-            continue
-        result = segmenter.segment(image, labels, **segment_kwargs)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {"image": str(path), **(extra_json or {})}
-        report.written[str(path)] = write_outputs(image, result, out, stem, font=font, extra_json=meta)
-    return report
-
-
-__all__ = [
-    "BACKGROUND", "Segmenter", "SegmentationResult", "guided_filter", "mask_to_rle", "mask_to_xyxy",
-    "expand_inputs", "check_output_folder", "segment_files", "FilesReport",
-]
+__all__ = ["BACKGROUND", "Segmenter", "SegmenterSettings", "SegmentationResult", "check_threshold", "guided_filter",
+           "mask_to_rle", "mask_to_xyxy"]

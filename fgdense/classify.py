@@ -1,0 +1,109 @@
+"""Open-vocabulary box classification: label any detector's boxes with free text, English or Chinese.
+
+    >>> classifier = BoxClassifier.from_pretrained("qihoo360/fg-clip2-base")
+    >>> result = classifier.classify("street.jpg", detections, ["car", "公交车", "person|行人"])
+    >>> result.to_detections().data["class_name"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import supervision as sv
+import torch
+
+from .errors import FGDenseError
+from .prompts import check_labels
+from .regions import PROBABILITY_SCALE, RegionTask, cosine, labelled_detections, rounded
+from .task import TaskSettings
+
+
+@dataclass
+class BoxClassification:
+    """Scores of one image's N boxes over K labels.
+
+    ``cosine`` (N, K) is the cosine similarity of region and label embeddings; ``probabilities`` (N, K)
+    the official ``softmax(100 * cosine)`` over the labels; ``top_k`` (N, k) label indices, best first.
+    ``source`` is the Detections the boxes came in (if any), whose fields :meth:`to_detections` keeps.
+    """
+
+    labels: list[str]
+    boxes: np.ndarray
+    cosine: np.ndarray
+    probabilities: np.ndarray
+    top_k: np.ndarray
+    source: sv.Detections | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def top_labels(self) -> list[list[str]]:
+        return [[self.labels[j] for j in row] for row in self.top_k.tolist()]
+
+    def to_detections(self) -> sv.Detections:
+        """The boxes with ``class_id`` = best label, ``confidence`` = its probability, ``data["class_name"]``.
+
+        Boxes that came as Detections keep their other fields; their own ``class_id``, ``confidence`` and
+        ``class_name`` move to ``data["detector_class_id"]`` etc.
+        """
+        best = self.top_k[:, 0] if len(self.top_k) else np.zeros(0, int)
+        return labelled_detections(self.source, self.boxes, best, self.probabilities[np.arange(len(best)), best],
+                                   [self.labels[j] for j in best.tolist()])
+
+    def to_json(self) -> dict:
+        boxes = []
+        for i, row in enumerate(self.top_k.tolist()):
+            boxes.append({
+                "xyxy": rounded(self.boxes[i]),
+                "label": self.labels[row[0]],
+                "probability": round(float(self.probabilities[i, row[0]]), 6),
+                "cosine": round(float(self.cosine[i, row[0]]), 6),
+                "top_k": [{"label": self.labels[j], "probability": round(float(self.probabilities[i, j]), 6),
+                           "cosine": round(float(self.cosine[i, j]), 6)} for j in row],
+            })
+        return {"labels": list(self.labels), "boxes": boxes}
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxClassifierSettings(TaskSettings):
+    """:class:`~fgdense.task.TaskSettings` plus ``top_k``, the labels listed per box."""
+
+    top_k: int = 5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise FGDenseError(f"top_k must be at least 1, got {self.top_k!r}")
+
+
+class BoxClassifier(RegionTask):
+    """Open-vocabulary classification of boxes from any detector by their FG-CLIP 2 region embeddings."""
+
+    Settings = BoxClassifierSettings
+
+    def classify(self, image, boxes, labels: Sequence[str], **overrides) -> BoxClassification:
+        """Score one image's boxes (an (N, 4) xyxy array or ``supervision.Detections``) over ``labels``."""
+        return self.classify_batch([image], [boxes], labels, progress=False, **overrides)[0]
+
+    def classify_batch(self, images: Sequence, boxes: Sequence, labels: Sequence[str], progress: bool = False,
+                       **overrides) -> list[BoxClassification]:
+        """:meth:`classify` for many images (one box list each), ``batch_size`` images a backbone pass."""
+        settings = self.configured(**overrides)
+        labels = check_labels(labels)
+        k = min(settings.top_k, len(labels))
+        rgb, arrays, sources = self.prepare(images, boxes)
+        text = self.label_embeddings(labels, settings)
+        results = []
+        for array, source, regions in zip(arrays, sources, self.pooled_regions(rgb, arrays, settings, progress)):
+            if regions is None:
+                regions = torch.zeros(0, text.shape[1])
+            scores = cosine(regions, text)
+            probabilities = torch.softmax(PROBABILITY_SCALE * scores, dim=-1)
+            top = probabilities.topk(k, dim=-1).indices
+            results.append(BoxClassification(list(labels), array, scores.numpy(), probabilities.numpy(), top.numpy(),
+                                             source))
+        return results
+
+
+__all__ = ["BoxClassification", "BoxClassifier", "BoxClassifierSettings"]
