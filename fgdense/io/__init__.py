@@ -1,0 +1,1 @@
+"""Input and output around the tasks: image lists and boxes files, output files, pictures, fonts."""

@@ -1,0 +1,139 @@
+"""Writing output files all-or-nothing, with ordinary permissions, and never over an input.
+
+Every tool writes through here: files go to a temporary name beside their target and are renamed
+into place only when complete, so an interrupted or failing run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import OutputError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
+
+
+def write_all(writes) -> None:
+    """Write several files all-or-nothing: ``writes`` is a list of (path, write(temp_path)).
+
+    Every file is first written to a temporary name beside its target; only when all are complete are
+    they renamed into place, so a failure part-way (a full disk) leaves no partial set behind. A failure
+    is an :class:`OutputError` naming the target, never the temporary name.
+    """
+    staged: list[tuple[str, Path]] = []
+    target = None
+    try:
+        for path, write in writes:
+            target = path = Path(path)
+            if path.is_dir():
+                raise OutputError(f"{path} is a folder; name a file to write")
+            fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            staged.append((tmp, path))
+            write(tmp)
+            os.chmod(tmp, FILE_MODE)
+        for tmp, path in staged:
+            target = path
+            os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def write_text(text: str):
+    """A ``write(temp_path)`` for :func:`write_all` that writes UTF-8 text."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return write
+
+
+def write_picture(picture):
+    """A ``write(temp_path)`` for :func:`write_all` that saves a PIL image as PNG."""
+    return lambda tmp: picture.save(tmp, format="PNG")
+
+
+def write_json(path, value) -> None:
+    """Write ``value`` as indented UTF-8 JSON, atomically."""
+    write_all([(path, write_text(json.dumps(value, ensure_ascii=False, indent=2)))])
+
+
+def same_file(a, b) -> bool:
+    """Whether two paths name the same file (through links and relative spellings too)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(outputs: dict[str, object] | list, inputs: dict[str, object] | Iterable = (),
+                  folders: bool = True) -> None:
+    """Refuse output paths that cannot or must not be written, before any work.
+
+    ``outputs`` maps a name for the message (``"--out"``) to a path (or None: not written), or is a list
+    of such pairs; ``inputs`` maps names to paths or lists of paths that the run reads. An output that is
+    one of the inputs, two outputs on one path, or (with ``folders``) an output whose folder does not exist
+    is an :class:`OutputError`.
+    """
+    named_inputs = []
+    for name, value in (inputs.items() if isinstance(inputs, dict) else [("input", p) for p in inputs]):
+        for path in (value if isinstance(value, (list, tuple)) else [value]):
+            if path is not None:
+                named_inputs.append((name, path))
+    pairs = outputs.items() if isinstance(outputs, dict) else outputs
+    given = [(name, path) for name, path in pairs if path is not None]
+    for i, (name, path) in enumerate(given):
+        for input_name, input_path in named_inputs:
+            if same_file(path, input_path):
+                raise OutputError(f"{name} {path} is the {input_name} {input_path}; fgdense never writes over "
+                                  "its inputs: choose another output path")
+        for other_name, other in given[i + 1:]:
+            if same_file(path, other):
+                raise OutputError(f"{name} and {other_name} are the same file ({path})")
+        if folders and not Path(path).resolve().parent.is_dir():
+            raise OutputError(f"the folder of {name} {path} does not exist")
+        if Path(path).is_dir():
+            raise OutputError(f"{name} {path} is a folder; name a file to write")
+
+
+def check_output_folder(out_dir, name: str = "--out") -> Path:
+    """``out_dir`` if it is (or can be created as) a writable folder, else :class:`OutputError` naming it."""
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise OutputError(f"{name} {out} is a file, not a folder")
+        try:
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError:
+            raise OutputError(f"cannot write to the output folder {out}") from None
+        return out
+    parent = out.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create the output folder {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create the output folder {out}: {parent} is not writable")
+    return out
+
+
+__all__ = ["FILE_MODE", "check_output_folder", "check_outputs", "same_file", "write_all", "write_json",
+           "write_picture", "write_text"]
