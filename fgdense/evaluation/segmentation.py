@@ -26,16 +26,14 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import FGDenseError
-from ..files import write_json
+from ..errors import DatasetError, ImageLoadError
+from ..io.files import write_json
+from ..io.inputs import is_image_name
 from ..processing.image import decode_as_stored as decode_image
+from .boxclass_data import image_path
+from .boxclass_report import display_width, percent
 
 IGNORE_INDEX = 255
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class SegmentationDatasetError(FGDenseError, ValueError):
-    """A segmentation dataset that cannot be read as described (missing files, bad labels)."""
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -52,7 +50,7 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
     truth = gt[valid].astype(np.int64)
     if truth.size and (truth.min() < 0 or truth.max() >= num_classes):
         bad = sorted(set(np.unique(truth[(truth < 0) | (truth >= num_classes)]).tolist()))
-        raise SegmentationDatasetError(f"ground-truth values {bad} are not class indices 0..{num_classes - 1} "
+        raise DatasetError(f"ground-truth values {bad} are not class indices 0..{num_classes - 1} "
                                        f"nor the ignore index {ignore_index}")
     guess = pred[valid].astype(np.int64)
     guess = np.where((guess >= 0) & (guess < num_classes), guess, num_classes)
@@ -95,10 +93,10 @@ def scores_from_confusion(confusion: np.ndarray, class_names: Sequence[str]) -> 
 def read_class_list(path) -> list[str]:
     path = Path(path)
     if not path.is_file():
-        raise SegmentationDatasetError(f"class list {path} does not exist")
+        raise DatasetError(f"class list {path} does not exist")
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not names:
-        raise SegmentationDatasetError(f"class list {path} is empty")
+        raise DatasetError(f"class list {path} is empty")
     return names
 
 
@@ -113,17 +111,17 @@ class FolderDataset:
         self.images_dir, self.labels_dir = Path(images_dir), Path(labels_dir)
         for what, folder in (("images", self.images_dir), ("labels", self.labels_dir)):
             if not folder.is_dir():
-                raise SegmentationDatasetError(f"{what} folder {folder} does not exist")
+                raise DatasetError(f"{what} folder {folder} does not exist")
         self.class_names = read_class_list(class_names) if isinstance(class_names, (str, Path)) else list(class_names)
         self.ignore_index = ignore_index
         self.background_index = _background_index(self.class_names, background_class)
-        images = {p.stem: p for p in sorted(self.images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        images = {p.stem: p for p in sorted(self.images_dir.iterdir()) if is_image_name(p)}
         labels = sorted(p for p in self.labels_dir.iterdir() if p.suffix.lower() == ".png")
         if not labels:
-            raise SegmentationDatasetError(f"labels folder {self.labels_dir} holds no .png label maps")
+            raise DatasetError(f"labels folder {self.labels_dir} holds no .png label maps")
         missing = [p.name for p in labels if p.stem not in images]
         if missing:
-            raise SegmentationDatasetError(f"no image in {self.images_dir} for label map(s) {', '.join(missing[:5])}"
+            raise DatasetError(f"no image in {self.images_dir} for label map(s) {', '.join(missing[:5])}"
                                            + (" ..." if len(missing) > 5 else ""))
         self.items = [(images[p.stem], p) for p in labels]
 
@@ -137,7 +135,7 @@ class FolderDataset:
         path = self.items[index][1]
         with Image.open(path) as label:
             if label.mode not in ("P", "L", "I", "I;16"):
-                raise SegmentationDatasetError(f"label map {path} is {label.mode}; expected a single-channel "
+                raise DatasetError(f"label map {path} is {label.mode}; expected a single-channel "
                                                "(palette or greyscale) PNG of class indices")
             gt = np.asarray(label).astype(np.int64)
         if self.reduce_zero_label:
@@ -155,23 +153,23 @@ class CocoDataset:
 
         path, self.images_dir = Path(annotation_file), Path(images_dir)
         if not path.is_file():
-            raise SegmentationDatasetError(f"annotation file {path} does not exist")
+            raise DatasetError(f"annotation file {path} does not exist")
         if not self.images_dir.is_dir():
-            raise SegmentationDatasetError(f"images folder {self.images_dir} does not exist")
+            raise DatasetError(f"images folder {self.images_dir} does not exist")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
                 self.coco = COCO(str(path))
         except (ValueError, KeyError, TypeError, AssertionError) as err:
-            raise SegmentationDatasetError(f"{path} is not a COCO annotation file: {err}") from None
+            raise DatasetError(f"{path} is not a COCO annotation file: {err}") from None
         self.category_ids = sorted(self.coco.getCatIds())
         if not self.category_ids:
-            raise SegmentationDatasetError(f"{path} has no categories")
+            raise DatasetError(f"{path} has no categories")
         names = [self.coco.cats[c]["name"] for c in self.category_ids]
         self.ignore_index = ignore_index
         self.unannotated = ignore_index
         if background_class is not None:
             if background_class in names:
-                raise SegmentationDatasetError(f"background class {background_class!r} is also a category of {path}")
+                raise DatasetError(f"background class {background_class!r} is also a category of {path}")
             names = [background_class] + names
             self.unannotated = 0
         self.class_names = names
@@ -182,8 +180,9 @@ class CocoDataset:
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def image_path(self, index: int) -> Path:
-        return self.images_dir / self.coco.imgs[self.image_ids[index]]["file_name"]
+    def image_path(self, index: int) -> Path | None:
+        """The image file, or None when its ``file_name`` leads outside the images folder."""
+        return image_path(self.images_dir, str(self.coco.imgs[self.image_ids[index]].get("file_name", "")))
 
     def ground_truth(self, index: int) -> np.ndarray:
         info = self.coco.imgs[self.image_ids[index]]
@@ -193,7 +192,7 @@ class CocoDataset:
         for ann in sorted(anns, key=lambda a: -float(a.get("area", 0))):
             if not ann.get("iscrowd", 0):
                 if ann["category_id"] not in self._class_of:
-                    raise SegmentationDatasetError(f"annotation {ann.get('id')} has category_id {ann['category_id']}, "
+                    raise DatasetError(f"annotation {ann.get('id')} has category_id {ann['category_id']}, "
                                                    "which is not in the file's categories")
                 gt[self.coco.annToMask(ann).astype(bool)] = self._class_of[ann["category_id"]]
         for ann in anns:  # crowd regions are never scored, whatever lies on them
@@ -206,7 +205,7 @@ def _background_index(class_names: Sequence[str], background_class: str | None) 
     if background_class is None:
         return None
     if background_class not in class_names:
-        raise SegmentationDatasetError(f"background class {background_class!r} is not in the class list")
+        raise DatasetError(f"background class {background_class!r} is not in the class list")
     return list(class_names).index(background_class)
 
 
@@ -229,41 +228,60 @@ def segmenter_predictor(segmenter, class_names: Sequence[str], background_index:
     return predict
 
 
+SKIP_REASONS = ("missing_image", "unreadable_image", "outside_images")
+
+
 def evaluate_segmentation(predict: Callable, dataset, progress: bool = True, max_images: int | None = None) -> dict:
-    """Score ``predict(image) -> (H, W) class indices`` on every image of ``dataset``; a JSON-ready report."""
+    """Score ``predict(image) -> (H, W) class indices`` on every image of ``dataset``; a JSON-ready report.
+
+    Images that are missing, unreadable or named outside the images folder are skipped and counted by
+    reason (``report["skipped"]``); a label map whose size differs from its image is an error.
+    """
     from tqdm.auto import tqdm
 
     classes = len(dataset.class_names)
     confusion = np.zeros((classes, classes + 1), np.int64)
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
     count = len(dataset) if max_images is None else min(len(dataset), max_images)
     for index in tqdm(range(count), desc="evaluating", unit="img", disable=not progress):
-        # As stored, no EXIF rotation: label maps and COCO masks refer to the stored pixels. Rebuilt
-        # from the array, the image carries no EXIF that a later step could rotate it by.
-        image = Image.fromarray(decode_image(dataset.image_path(index)))
+        path = dataset.image_path(index)
+        reason = "outside_images" if path is None else "missing_image" if not path.is_file() else None
+        if reason is None:
+            try:
+                # As stored, no EXIF rotation: label maps and COCO masks refer to the stored pixels. Rebuilt
+                # from the array, the image carries no EXIF that a later step could rotate it by.
+                image = Image.fromarray(decode_image(path))
+            except ImageLoadError:
+                reason = "unreadable_image"
+        if reason is not None:
+            skipped[reason] += 1
+            continue
         gt = dataset.ground_truth(index)
         if gt.shape != (image.height, image.width):
-            raise SegmentationDatasetError(f"label map of {dataset.image_path(index)} is {gt.shape[1]}x{gt.shape[0]} "
-                                           f"but the image is {image.width}x{image.height}")
+            raise DatasetError(f"label map of {path} is {gt.shape[1]}x{gt.shape[0]} "
+                               f"but the image is {image.width}x{image.height}")
         confusion += confusion_matrix(predict(image), gt, classes, dataset.ignore_index)
     report = scores_from_confusion(confusion, dataset.class_names)
-    report.update(images=count, complete=count == len(dataset), ignore_index=dataset.ignore_index,
+    report.update(images=count, images_scored=count - sum(skipped.values()), skipped=skipped,
+                  complete=count == len(dataset), ignore_index=dataset.ignore_index,
                   background_class=None if dataset.background_index is None
                   else dataset.class_names[dataset.background_index])
     return report
 
 
 def format_report(report: dict) -> str:
-    """A readable table: per-class IoU and accuracy, then the summary numbers."""
-    def pct(x):
-        return "   -  " if x is None else f"{100 * x:6.2f}"
-
-    width = max([5] + [len(row["class"]) for row in report["per_class"]])
-    lines = [f"{'class':<{width}}  IoU %   acc %   gt pixels"]
+    """A readable table: per-class IoU and accuracy, then the summary numbers (percentages)."""
+    width = max([5] + [display_width(row["class"]) for row in report["per_class"]])
+    lines = [f"{'class' + ' ' * (width - 5)}  IoU %   acc %   gt pixels"]
     for row in report["per_class"]:
-        lines.append(f"{row['class']:<{width}}  {pct(row['iou'])}  {pct(row['accuracy'])}  {row['gt_pixels']:>9}")
-    lines.append(f"mIoU {pct(report['miou'])} %   pixel accuracy {pct(report['pixel_accuracy'])} %   "
-                 f"mean accuracy {pct(report['mean_accuracy'])} %   images {report['images']}"
+        name = row["class"] + " " * (width - display_width(row["class"]))
+        lines.append(f"{name}  {percent(row['iou'])}  {percent(row['accuracy'])}  {row['gt_pixels']:>9}")
+    lines.append(f"mIoU {percent(report['miou'])} %   pixel accuracy {percent(report['pixel_accuracy'])} %   "
+                 f"mean accuracy {percent(report['mean_accuracy'])} %   images {report['images']}"
                  + ("" if report.get("complete", True) else " (incomplete)"))
+    skipped = {k: v for k, v in report.get("skipped", {}).items() if v}
+    if skipped:
+        lines.append("skipped images: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
     return "\n".join(lines)
 
 
@@ -273,6 +291,6 @@ def write_report(path, report: dict) -> None:
 
 
 __all__ = [
-    "IGNORE_INDEX", "SegmentationDatasetError", "confusion_matrix", "scores_from_confusion", "read_class_list",
+    "IGNORE_INDEX", "DatasetError", "confusion_matrix", "scores_from_confusion", "read_class_list",
     "FolderDataset", "CocoDataset", "segmenter_predictor", "evaluate_segmentation", "format_report", "write_report",
 ]

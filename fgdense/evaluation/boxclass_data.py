@@ -1,0 +1,142 @@
+"""COCO-format box-classification data (BoxClass-CN, COCO instances, LVIS): categories, images, boxes.
+
+Nothing is dropped silently: annotations that cannot be scored are counted by reason
+(:data:`SKIP_REASONS`), here when the file is read (unknown image id or category) and later when the
+image is (missing, unreadable, outside the images folder, degenerate box).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DatasetError
+
+SKIP_REASONS = (
+    "missing_image",  # the image file is not under the images folder
+    "unreadable_image",  # the file exists but does not decode as an image
+    "outside_images",  # the file name points outside the images folder (../.., an absolute path)
+    "degenerate_box",  # zero area, inverted, non-finite, malformed, or entirely outside the image
+    "unknown_image_id",  # the annotation's image_id is not in `images`
+    "unknown_category",  # the annotation's category_id is not in `categories`
+)
+
+
+@dataclass
+class BoxAnnotation:
+    annotation_id: int | str
+    category_id: int | str
+    bbox: tuple[float, float, float, float]  # xyxy, original-image pixels (may be degenerate)
+
+
+@dataclass
+class BoxImage:
+    index: int  # position among the dataset's evaluated images: the order of reports and predictions
+    image_id: int | str
+    file_name: str
+    annotations: list[BoxAnnotation] = field(default_factory=list)
+
+
+@dataclass
+class BoxClassDataset:
+    """A COCO-format box-classification set: categories, images with their boxes, load-time skips."""
+
+    categories: list[tuple[int | str, str]]  # (category id, name as written), in file order
+    images: list[BoxImage]  # only images with at least one annotation to score
+    skipped: Counter  # annotations dropped while reading, by reason (unknown image id / category)
+    num_annotations: int  # every annotation in the file
+    source: str = ""
+    is_lvis: bool = False  # LVIS's own fields are present (category synonyms / frequency, negative categories)
+
+    @property
+    def category_index(self) -> dict:
+        return {cid: i for i, (cid, _) in enumerate(self.categories)}
+
+
+def _xywh_to_xyxy(bbox) -> tuple[float, float, float, float]:
+    """COCO xywh -> xyxy; a malformed box becomes NaN so that box validation reports it as degenerate."""
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return (float("nan"),) * 4
+    return x, y, x + w, y + h
+
+
+def _image_file(entry: dict) -> str:
+    """``file_name`` (COCO, BoxClass-CN) or the last path component of ``coco_url`` (LVIS)."""
+    name = entry.get("file_name") or ""
+    if not name and entry.get("coco_url"):
+        name = str(entry["coco_url"]).rstrip("/").rsplit("/", 1)[-1]
+    return str(name)
+
+
+def _looks_like_lvis(data: dict) -> bool:
+    """LVIS files describe categories with synonyms and a frequency, and images with negative categories."""
+    cats, images = data["categories"], data["images"]
+    return any(isinstance(c, dict) and ("frequency" in c or "synonyms" in c) for c in cats[:50]) or any(
+        isinstance(im, dict) and ("neg_category_ids" in im or "not_exhaustive_category_ids" in im) for im in images[:50])
+
+
+def image_path(images_dir: Path, file_name: str) -> Path | None:
+    """``images_dir / file_name``, or None when the name leads outside the folder (``..``, absolute)."""
+    normal = os.path.normpath(file_name)
+    if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
+        return None
+    return images_dir / normal
+
+
+def load_boxclass_dataset(path) -> BoxClassDataset:
+    """Read a COCO-format annotation file (COCO instances, LVIS, BoxClass-CN)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"annotation file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"annotation file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
+        raise DatasetError(f"annotation file {path} lacks COCO-format 'images', 'annotations' and 'categories' lists")
+
+    categories, seen = [], set()
+    for index, cat in enumerate(data["categories"]):
+        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str) or not cat["name"].strip():
+            raise DatasetError(f"{path}: category {index} needs an 'id' and a non-empty 'name'")
+        if cat["id"] in seen:
+            raise DatasetError(f"{path}: category id {cat['id']!r} appears twice")
+        seen.add(cat["id"])
+        categories.append((cat["id"], cat["name"]))
+    if not categories:
+        raise DatasetError(f"{path} has no categories")
+
+    images: dict = {}
+    for index, entry in enumerate(data["images"]):
+        if not isinstance(entry, dict) or "id" not in entry:
+            raise DatasetError(f"{path}: image entry {index} has no 'id'")
+        name = _image_file(entry)
+        if not name:
+            raise DatasetError(f"{path}: image {entry['id']!r} has neither 'file_name' nor 'coco_url'")
+        images[entry["id"]] = BoxImage(-1, entry["id"], name)
+
+    skipped: Counter = Counter()
+    for index, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{path}: annotation {index} is not an object")
+        image = images.get(ann.get("image_id"))
+        if image is None:
+            skipped["unknown_image_id"] += 1
+        elif ann.get("category_id") not in seen:
+            skipped["unknown_category"] += 1
+        else:
+            image.annotations.append(BoxAnnotation(ann.get("id", index), ann["category_id"], _xywh_to_xyxy(ann.get("bbox"))))
+
+    kept = [image for image in images.values() if image.annotations]
+    for index, image in enumerate(kept):
+        image.index = index
+    return BoxClassDataset(categories, kept, skipped, len(data["annotations"]), str(path), _looks_like_lvis(data))
+
+
+__all__ = ["SKIP_REASONS", "BoxAnnotation", "BoxClassDataset", "BoxImage", "image_path", "load_boxclass_dataset"]

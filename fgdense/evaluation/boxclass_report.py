@@ -1,0 +1,123 @@
+"""Counting box-classification outcomes (across ranks) and turning the counts into a report and a table.
+
+Accuracies in the JSON report are fractions in [0, 1] (as every fgdense evaluation report); the printed
+table shows percentages.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import torch
+
+from .boxclass_data import SKIP_REASONS, BoxClassDataset
+
+
+class Tally:
+    """Counts per category (scored, top-1 correct, top-5 correct), skips by reason, images done."""
+
+    def __init__(self, categories):
+        self.index = {cid: i for i, (cid, _) in enumerate(categories)}
+        self.per_category = torch.zeros(len(categories), 3, dtype=torch.int64)
+        self.skips = torch.zeros(len(SKIP_REASONS), dtype=torch.int64)
+        self.images = torch.zeros(1, dtype=torch.int64)
+
+    def add(self, record: dict) -> None:
+        if "skipped" in record:
+            self.skips[SKIP_REASONS.index(record["skipped"])] += 1
+            return
+        row = self.per_category[self.index[record["category_id"]]]
+        row[0] += 1
+        row[1] += int(record["top5"][0] == record["category_id"])
+        row[2] += int(record["category_id"] in record["top5"])
+
+    def add_image(self, records: list[dict]) -> None:
+        self.images += 1
+        for record in records:
+            self.add(record)
+
+    def running(self) -> dict:
+        scored, top1, top5 = self.per_category.sum(0).tolist()
+        return {"top1": f"{100 * top1 / max(scored, 1):.1f}%", "top5": f"{100 * top5 / max(scored, 1):.1f}%"}
+
+    def all_reduce(self, device) -> None:
+        """Sum the counts of every rank (no-op without torch.distributed)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        flat = torch.cat([self.per_category.flatten(), self.skips, self.images]).to(device)
+        torch.distributed.all_reduce(flat)
+        flat = flat.cpu()
+        n = self.per_category.numel()
+        self.per_category = flat[:n].reshape(self.per_category.shape).clone()
+        self.skips = flat[n : n + len(SKIP_REASONS)].clone()
+        self.images = flat[n + len(SKIP_REASONS) :].clone()
+
+
+def fraction(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def build_report(dataset: BoxClassDataset, tally: Tally, meta: dict) -> dict:
+    skips = {reason: int(n) for reason, n in zip(SKIP_REASONS, tally.skips.tolist())}
+    for reason, n in dataset.skipped.items():
+        skips[reason] += n
+    scored, top1, top5 = (int(v) for v in tally.per_category.sum(0).tolist())
+    per_category = {}
+    for (cid, name), (n, c1, c5) in zip(dataset.categories, tally.per_category.tolist()):
+        per_category[str(cid)] = {"name": name, "evaluated": n, "top1": fraction(c1, n), "top5": fraction(c5, n),
+                                  "top1_correct": c1, "top5_correct": c5}
+    images_done = int(tally.images.item())
+    return {
+        **meta,
+        "top1": fraction(top1, scored),
+        "top5": fraction(top5, scored),
+        "evaluated": scored,
+        "top1_correct": top1,
+        "top5_correct": top5,
+        "annotations": dataset.num_annotations,
+        "skipped": skips,
+        "skipped_total": sum(skips.values()),
+        "images": len(dataset.images),
+        "images_done": images_done,
+        "complete": images_done == len(dataset.images),
+        "categories": len(dataset.categories),
+        "per_category": per_category,
+    }
+
+
+def display_width(text: str) -> int:
+    """Terminal columns of a string: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def percent(value) -> str:
+    return "   n/a" if value is None else f"{100 * value:6.2f}"
+
+
+def format_report(report: dict, max_categories: int = 40) -> str:
+    """A printable table: the summary, skips by reason, and per-category accuracy (worst first when cut)."""
+    lines = [
+        f"box classification: {report.get('annotations_file', '')}",
+        f"  protocol {report.get('protocol', '?')}, text mask {report.get('text_mask', '?')}",
+        f"  top-1 {percent(report['top1'])} %   top-5 {percent(report['top5'])} %   "
+        f"({report['evaluated']} of {report['annotations']} annotations scored, "
+        f"{report['images_done']}/{report['images']} images{'' if report['complete'] else ', INCOMPLETE'})",
+        f"  skipped {report['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in report["skipped"].items()),
+    ]
+    rows = [(cid, c) for cid, c in report["per_category"].items() if c["evaluated"]]
+    if rows:
+        shown = rows
+        if len(rows) > max_categories:
+            shown = sorted(rows, key=lambda r: (r[1]["top1"], -r[1]["evaluated"]))[:max_categories]
+            lines.append(f"  per category (the {max_categories} worst top-1 of {len(rows)}; all in the JSON report):")
+        else:
+            lines.append("  per category:")
+        width = max(display_width(c["name"]) for _, c in shown)
+        lines.append(f"    {'id':>8}  {'name' + ' ' * (width - 4)}  {'n':>6}  {'top-1%':>6}  {'top-5%':>6}")
+        for cid, c in shown:
+            name = c["name"] + " " * (width - display_width(c["name"]))
+            lines.append(f"    {cid:>8}  {name}  {c['evaluated']:>6}  {percent(c['top1'])}  {percent(c['top5'])}")
+    return "\n".join(lines)
+
+
+__all__ = ["Tally", "build_report", "format_report", "fraction"]
