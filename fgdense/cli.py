@@ -1,42 +1,150 @@
-"""Shared pieces of the command-line tools: one-line errors, devices."""
+"""What every command-line tool shares: the same flags with the same meanings, and the same way to end.
+
+* Flags: ``--model`` (default ``qihoo360/fg-clip2-base``), ``--out``, ``--device``, ``--precision``,
+  ``--max-patches``, ``--font``, ``--text-mask``, ``--quiet``; each tool adds only what is its own.
+* Ending: a user mistake is one ``error: ...`` line and exit code 1; Ctrl-C is one ``interrupted: ...``
+  line saying what was finished, and exit code 130; never a traceback. Warnings print as one
+  ``warning: ...`` line each.
+
+This module is imported before the arguments are parsed, so it imports nothing heavy: ``--help``
+answers at once, and torch loads only when a tool gets to work.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import sys
-from pathlib import Path
+import warnings
 
-import torch
+from .checkpoint import DEFAULT_MODEL
+from .errors import FGDenseError
+
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+MAX_MESSAGE = 600  # characters of an error line; longer messages are cut
 
 
 def fail(message: str, code: int = 1) -> int:
-    """Print one error line to stderr and return the exit code (tools `return fail(...)`)."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print one error line to stderr and return the exit code (tools ``return fail(...)``)."""
+    print(f"error: {one_line(message)}", file=sys.stderr)
     return code
 
 
-def pick_device(name: str | None = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is checked."""
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def one_line(message) -> str:
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+class Status:
+    """What a tool has finished, for the line Ctrl-C prints: ``done`` of ``total`` ``unit``s."""
+
+    def __init__(self):
+        self.unit, self.total, self.done, self.note = "item", None, 0, ""
+
+    def start(self, total: int | None, unit: str, note: str = "") -> None:
+        self.unit, self.total, self.done, self.note = unit, total, 0, note
+
+    def describe(self) -> str:
+        if self.total is None:
+            return "nothing was finished" if not self.done else f"{self.done} {self.unit}(s) finished"
+        text = f"{self.done} of {self.total} {self.unit}(s) finished, {self.total - self.done} not"
+        return text + (f"; {self.note}" if self.note else "")
+
+
+status = Status()
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {one_line(message)}\n"
+
+
+def run(main, argv=None) -> int:
+    """Run a tool's ``main(argv)`` with the shared ending: one line for errors and for Ctrl-C."""
+    warnings.formatwarning = _warning_line
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
+        return main(argv)
+    except KeyboardInterrupt:
+        print(f"interrupted: {status.describe()}; every file written is complete", file=sys.stderr)
+        return INTERRUPTED
+    except FGDenseError as err:
+        return fail(str(err))
 
 
-def output_paths(output: str, png: str | None = None, no_png: bool = False) -> tuple[str, str | None, str | None]:
-    """The JSON and PNG paths a box tool writes (PNG beside the JSON unless given or turned off),
-    and an error message if a folder to write into does not exist."""
-    png = None if no_png else (png or str(Path(output).with_suffix(".png")))
-    if png and Path(png).resolve() == Path(output).resolve():
-        return output, png, f"--output {output} and the picture would be the same file; name the JSON *.json or pass --png"
-    for option, value in (("--output", output), ("--png", png)):
-        if value and not Path(value).resolve().parent.is_dir():
-            return output, png, f"the folder of {option} {value} does not exist"
-    return output, png, None
+def parser(description: str, *, out_help: str | None = None, out_default: str | None = None,
+           model: bool = True, device: bool = True, precision: str | None = "auto", max_patches: str | None = None,
+           font: bool = False, text_mask: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with the shared flags a tool takes (the tool adds its own after)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if model:
+        p.add_argument("--model", default=DEFAULT_MODEL,
+                       help=f"checkpoint folder or model-hub id (default {DEFAULT_MODEL})")
+    if out_help:
+        p.add_argument("--out", default=out_default, help=out_help)
+    if device:
+        p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
+    if precision:
+        p.add_argument("--precision", default=precision, choices=["auto", "fp32", "bf16", "fp16"],
+                       help=f"auto = bf16 autocast on CUDA, fp32 on CPU (default {precision})")
+    if max_patches:
+        p.add_argument("--max-patches", default=max_patches,
+                       help="patch budget per image: auto (16384 on a GPU, 1024 on a CPU), checkpoint (the "
+                            "checkpoint's own processing, 128-1024 by image size, as the official evaluations) "
+                            f"or a number up to 16384 (default {max_patches})")
+    if font:
+        p.add_argument("--font", help="font file for the pictures' text (default: an installed font that draws "
+                                      "every label, else the bundled CJK font)")
+    if text_mask:
+        p.add_argument("--text-mask", default="tokenizer", choices=["tokenizer", "none"],
+                       help="tokenizer: feed the attention mask the tokenizer returns, as the official evaluation "
+                            "(default); none: input ids only, as the official training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def max_patches_setting(text: str):
+    """``--max-patches`` as a task setting: "auto", None (checkpoint) or a checked number."""
+    if text == "auto":
+        return "auto"
+    if text == "checkpoint":
+        return None
+    from .config import check_budget
+
+    return check_budget(text, "--max-patches")
+
+
+def threshold_setting(text: str):
+    """``--threshold`` as a segmentation setting: "auto", None ("none") or a finite cosine."""
+    from .segment import check_threshold
+
+    try:
+        return check_threshold(text)
+    except FGDenseError:
+        raise FGDenseError(f"--threshold must be auto, none or a finite number, got {text!r}") from None
+
+
+@contextlib.contextmanager
+def output_folder(path):
+    """Create the output folder ``path`` for the work inside; if that work fails and the folder was made
+    here and is still empty, it is removed again, so a failed run leaves nothing behind."""
+    from pathlib import Path
+
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if created and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise
+
+
+def device_of(name: str):
+    """``--device`` checked on this machine (a one-line error if it cannot be used)."""
+    from .devices import resolve_device
+
+    return resolve_device(name)
+
+
+__all__ = ["INTERRUPTED", "Status", "device_of", "fail", "max_patches_setting", "one_line", "output_folder", "parser", "run", "status",
+           "threshold_setting"]

@@ -1,68 +1,66 @@
 """Box-classification accuracy (top-1/top-5) of an FG-CLIP 2 checkpoint on a COCO-format annotation file.
 
-    python tools/eval_boxclass.py --ann valid_category_data_total_zh.json --images IMAGES --model CKPT \
-        [--out report.json] [--predictions preds.jsonl [--resume]] [--workers 4]
+    python tools/eval_boxclass.py --ann valid_category_data_total_zh.json --images IMAGES [--model CKPT]
+        [--out boxclass_out] [--protocol auto|boxclass-cn|coco|lvis] [--prompts templates.txt] [--resume]
     torchrun --nproc_per_node K tools/eval_boxclass.py ...      # shards images over K processes
 
-BoxClass-CN, COCO instances_val2017.json and LVIS lvis_v1_val.json all work: the protocol of FG-CLIP 2's
-published numbers (category names as box-walk prompts, the checkpoint's default image processing,
-RoIAlign 1x1 region embeddings, cosine top-k). Prints a table; --out writes the JSON report.
+BoxClass-CN, COCO instances_val2017.json and LVIS lvis_v1_val.json, each with the official script's
+protocol (--protocol auto picks it from the file: LVIS files, Chinese category names, else COCO), or
+--prompts FILE for your own templates (one per line, {} for the name). Prints a table and writes into
+--out (default ./boxclass_out) report.json and predictions.jsonl (one line per annotation; --resume
+continues an interrupted run from it).
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fgdense import FGCLIP2Model
-from fgdense.cli import fail, pick_device
-from fgdense.errors import FGDenseError
-from fgdense.files import write_json
-from fgdense.evaluation.boxclass import evaluate_box_classification, format_report, load_boxclass_dataset
+from fgdense import cli  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json and predictions.jsonl "
+                        "(created; default ./boxclass_out)", out_default="boxclass_out", precision="fp32")
     parser.add_argument("--ann", required=True, help="COCO-format annotation JSON (images, annotations, categories)")
     parser.add_argument("--images", required=True, help="folder holding the images (file_name, or LVIS coco_url's last part)")
-    parser.add_argument("--model", required=True, help="checkpoint folder or model-hub id")
-    parser.add_argument("--out", help="write the JSON report here")
-    parser.add_argument("--predictions", help="write per-annotation predictions here (JSON lines); needed for --resume")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its --predictions file")
+    parser.add_argument("--protocol", default="auto", choices=["auto", "boxclass-cn", "coco", "lvis"],
+                        help="how category names become prompts (default auto: from the file)")
+    parser.add_argument("--prompts", help="your own prompt templates, one per line with {} for the category name")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from --out's predictions")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="background image-decoding processes per rank (default min(4, CPUs))")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--max-images", type=int, help="stop after this many images (quick looks; report says incomplete)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="auto = bf16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--categories-shown", type=int, default=40, help="per-category rows printed (default 40)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
 def check_args(args):
-    """User mistakes, found before any model loading or writing."""
+    """User mistakes, found before any model loading or writing; returns the output paths."""
+    from fgdense.errors import DatasetError, FGDenseError
+    from fgdense.io.files import check_output_folder, check_outputs
+
     if not Path(args.ann).is_file():
-        return f"annotation file {args.ann} does not exist"
+        raise DatasetError(f"annotation file {args.ann} does not exist")
     if not Path(args.images).is_dir():
-        return f"images folder {args.images} does not exist"
-    if args.resume and not args.predictions:
-        return "--resume needs --predictions (the predictions file of the interrupted run)"
-    for option, value in (("--out", args.out), ("--predictions", args.predictions)):
-        if value and not Path(value).resolve().parent.is_dir():
-            return f"the folder of {option} {value} does not exist"
-    if args.out and args.predictions and Path(args.out).resolve() == Path(args.predictions).resolve():
-        return "--out and --predictions must be different files"
+        raise DatasetError(f"images folder {args.images} does not exist")
+    if args.prompts and args.protocol != "auto":
+        raise FGDenseError("give --protocol or --prompts, not both")
     if args.workers < 0 or args.batch_size < 1 or (args.max_images is not None and args.max_images < 0):
-        return "--workers must be >= 0, --batch-size >= 1 and --max-images >= 0"
-    return None
+        raise FGDenseError("--workers must be >= 0, --batch-size >= 1 and --max-images >= 0")
+    out = check_output_folder(args.out)
+    report, predictions = out / "report.json", out / "predictions.jsonl"
+    check_outputs({"report": report, "predictions": predictions},
+                  {"annotation file": args.ann, "prompts file": args.prompts}, folders=False)
+    return out, report, predictions
 
 
 def setup_distributed(device):
     """Join the torchrun process group (gloo on CPU, nccl on GPU); each rank gets its own GPU."""
+    import torch
+
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
     if device.type == "cuda":
@@ -72,36 +70,43 @@ def setup_distributed(device):
     return device
 
 
-def main(argv=None) -> int:
+def work(argv) -> int:
     args = parse_args(argv)
-    problem = check_args(args)
-    if problem:
-        return fail(problem)
-    try:
-        device = setup_distributed(pick_device(args.device))
-    except (ValueError, RuntimeError) as err:
-        return fail(str(err))
+    out, report_path, predictions = check_args(args)
+    device = cli.device_of(args.device)
+
+    import torch
+
+    from fgdense import FGCLIP2Model
+    from fgdense.evaluation import evaluate_box_classification, format_report, load_boxclass_dataset
+    from fgdense.io.files import write_json
+
+    device = setup_distributed(device)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     try:
         dataset = load_boxclass_dataset(args.ann)
         model = FGCLIP2Model.from_pretrained(args.model, device=device)
-        report = evaluate_box_classification(
-            model, dataset, args.images, batch_size=args.batch_size, workers=args.workers,
-            predictions=args.predictions, resume=args.resume, max_images=args.max_images,
-            precision=args.precision, progress=not args.quiet,
-        )
-    except (FGDenseError, ValueError, OSError) as err:
-        return fail(str(err))
+        with cli.output_folder(out):  # every rank: whichever comes first makes it
+            cli.status.start(len(dataset.images), "image", f"--resume continues from {predictions}")
+            report = evaluate_box_classification(
+                model, dataset, args.images, protocol=args.protocol, prompts=args.prompts, text_mask=args.text_mask,
+                batch_size=args.batch_size, workers=args.workers, predictions=predictions, resume=args.resume,
+                max_images=args.max_images, precision=args.precision, progress=not args.quiet, status=cli.status,
+            )
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     if rank == 0:
-        if args.out:
-            write_json(args.out, report)
+        report["model"] = args.model
+        write_json(report_path, report)
         print(format_report(report, args.categories_shown))
-        if args.out:
-            print(f"report written to {args.out}")
+        print(f"report written to {report_path}")
     return 0
+
+
+def main(argv=None) -> int:
+    """The tool as a function: the exit code, never an exception (one line for errors and Ctrl-C)."""
+    return cli.run(work, argv)
 
 
 if __name__ == "__main__":

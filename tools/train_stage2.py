@@ -10,7 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgdense.cli import fail
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from fgdense import cli  # noqa: E402
+from fgdense.cli import fail  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -27,12 +30,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def work(argv) -> int:
     args = parse_args(argv)
     from mmengine.config import Config
 
     from fgdense.errors import FGDenseError
-    from fgdense.model.loading import resolve_checkpoint
+    from fgdense.checkpoint import resolve_checkpoint
     from fgdense.train.runner import build_runner, build_train_dataset, resolve_settings
 
     if not Path(args.config).is_file():
@@ -53,6 +56,11 @@ def main(argv=None) -> int:
     except (FGDenseError, ValueError, SyntaxError, KeyError) as err:
         return fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
     return 0
+
+
+def main(argv=None) -> int:
+    """The tool as a function: the exit code, never an exception (one line for errors and Ctrl-C)."""
+    return cli.run(work, argv)
 
 
 if __name__ == "__main__":
