@@ -13,7 +13,7 @@ TEST_SETTINGS = dict(batch_size=4, lr=2e-3, warmup_iters=4)
 
 
 def make_setup(root: Path, num_en: int = 24, num_cn: int = 24, layers: int = 1) -> tuple[Path, dict]:
-    from fgdense.model.tiny import make_tiny_checkpoint
+    from fgdense.tiny import make_tiny_checkpoint
     from fgdense.train.synthetic import make_finehard_dataset
 
     checkpoint = make_tiny_checkpoint(root / "ckpt", seed=0, hidden=32, layers=layers, heads=2)

@@ -42,7 +42,7 @@ def ref_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    from fgdense.model.tiny import make_tiny_checkpoint
+    from fgdense.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
 

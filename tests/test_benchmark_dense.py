@@ -1,31 +1,26 @@
 """The dense benchmark: its official formulation is the official maths, and the tool reports, not crashes."""
 
-import importlib.util
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from fgdense import benchmarking
-from fgdense.benchmarking import (OUT_OF_MEMORY, _official_4d_mask, dense_markdown, dense_ratios,
-                                  official_dense_features, random_inputs, random_model, run_isolated)
+from benchmarks import benchmark_dense, harness
+from benchmarks.dense import dense_markdown, dense_ratios, measure_dense
+from benchmarks.harness import OUT_OF_MEMORY, random_inputs, random_model, run_isolated
+from benchmarks.reference import official_4d_mask, official_dense_features
 from fgdense.dense import dense_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("benchmark_dense_tool", ROOT / "tools" / "benchmark_dense.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def run_tool(capsys, *args):
-    """The tool's main() in this process (its measurements still run in child processes)."""
-    code = load_tool().main([*args, "--quiet"])
+    """The benchmark's main() in this process (its measurements still run in child processes)."""
+    code = benchmark_dense.main([*args, "--quiet"])
     return code, capsys.readouterr()
 
 
@@ -41,7 +36,7 @@ def test_official_formulation_equals_fast_path(ref_model, patches):
 
 
 def test_official_mask_is_the_full_additive_square_mask():
-    mask = _official_4d_mask(torch.tensor([[1, 1, 0]]), torch.float32)
+    mask = official_4d_mask(torch.tensor([[1, 1, 0]]), torch.float32)
     assert mask.shape == (1, 1, 3, 3)  # what made the official vision tower O(N^2) in memory
     assert (mask[..., :2] == 0).all() and (mask[..., 2] == torch.finfo(torch.float32).min).all()
 
@@ -98,10 +93,25 @@ def test_impossible_memory_cap_reads_out_of_memory(tmp_path, capsys):
 ])
 def test_tool_rejects_bad_arguments_in_one_line(args, message, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    assert load_tool().main(args) != 0
+    assert benchmark_dense.main(args) != 0
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_script_runs_from_any_folder_and_fails_in_one_line(tmp_path):
+    """``python benchmarks/benchmark_dense.py`` finds fgdense and benchmarks without installing or PYTHONPATH."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "benchmark_dense.py"), "--patches", "2"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == ["error: --patches must be at least 4 each"]
+
+
+def test_isolated_measurements_are_importable_functions():
+    assert harness.measurement_name(measure_dense) == "benchmarks.dense:measure_dense"
+    with pytest.raises(ValueError, match="top-level function"):
+        harness.measurement_name(lambda spec: spec)
 
 
 def _completed(returncode, stdout="", stderr=""):
@@ -120,8 +130,8 @@ def test_run_isolated_turns_child_failures_into_results(monkeypatch, outcome, st
             raise outcome
         return outcome
 
-    monkeypatch.setattr(benchmarking.subprocess, "run", fake_run)
-    result = run_isolated({"task": "dense"}, timeout=5)
+    monkeypatch.setattr(harness.subprocess, "run", fake_run)
+    result = run_isolated(measure_dense, {"arch": "tiny"}, timeout=5)
     assert result["status"] == status and result["detail"]
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.reference import official_dense_features
 from conftest import FIXTURE, assert_close
 from fgdense.dense import DenseFeatures, dense_features, dense_features_batch, dense_grids, pick_patch_budget
-from fgdense.model.dense_head import dense_head_reference
 
 
 @pytest.mark.parametrize("proc, vis", [("proc12", "vis4"), ("proc13", "vis5"), ("proc0", "vis0")])
@@ -20,22 +20,17 @@ def test_fast_grids_equal_fixture_dense_features(ref_model, expected, manifest, 
         assert_close(grid, want, manifest["tolerances"]["features"], f"{vis} image {index}")
 
 
-def _official_dense(model, values, mask, shapes):
-    """The straightforward path: padded batch, 2D masks, nn.MultiheadAttention with an N x N mask."""
-    hidden = model.vision_model(pixel_values=values, pixel_attention_mask=mask, spatial_shapes=shapes).last_hidden_state
-    return dense_head_reference(model.dense_feature_head, hidden, mask)
-
-
 @pytest.mark.parametrize("sizes, budget", [([(64, 64)], 16), ([(64, 64), (48, 80), (96, 32)], 20)])
-def test_fast_path_equals_straightforward_path_on_random_images(ref_model, ref_processor, sizes, budget):
+def test_fast_path_equals_official_formulation_on_random_images(ref_model, ref_processor, sizes, budget):
     """Random images with (several sizes) and without (one square image) padding."""
     rng = np.random.default_rng(len(sizes))
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
     inputs = ref_processor(images, max_num_patches=budget, dynamic_max_patches=False)
     padded = not bool(inputs["pixel_attention_mask"].all())
     assert padded == (len(sizes) > 1)
-    with torch.no_grad():
-        official = _official_dense(ref_model, inputs["pixel_values"], inputs["pixel_attention_mask"], inputs["spatial_shapes"])
+    # The official path: padded batch, (B, 1, N, N) masks, nn.MultiheadAttention with a (B*heads, N, N) mask.
+    official = official_dense_features(ref_model, inputs["pixel_values"], inputs["pixel_attention_mask"],
+                                       inputs["spatial_shapes"])
     grids = dense_grids(ref_model, inputs["pixel_values"], inputs["spatial_shapes"])
     for index, grid in enumerate(grids):
         h, w = inputs["spatial_shapes"][index].tolist()

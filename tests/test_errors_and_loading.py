@@ -163,7 +163,7 @@ def test_hub_download_fetches_no_code(monkeypatch, ckpt_copy, ref_model):
 
     import huggingface_hub
 
-    from fgdense.model.loading import HUB_ALLOW_PATTERNS
+    from fgdense.checkpoint import HUB_ALLOW_PATTERNS
 
     calls = []
 
@@ -181,3 +181,40 @@ def test_hub_download_fetches_no_code(monkeypatch, ckpt_copy, ref_model):
         assert any(fnmatch.fnmatch(name, p) for p in HUB_ALLOW_PATTERNS), name
     for code in ["modeling_fgclip2.py", "configuration_fgclip2.py", "image_processing_fgclip2.py"]:
         assert not any(fnmatch.fnmatch(code, p) for p in HUB_ALLOW_PATTERNS), code
+
+
+@pytest.mark.parametrize("tower, key, value", [
+    ("vision_config", "num_hidden_layers", 1_000_000), ("text_config", "hidden_size", 10**6),
+    ("text_config", "vocab_size", 10**9), ("vision_config", "num_attention_heads", 0),
+    ("text_config", "max_position_embeddings", 10**7), ("vision_config", "intermediate_size", "big"),
+    ("vision_config", "hidden_size", 102),  # not a multiple of the 4 heads
+])
+def test_absurd_config_sizes_are_refused_before_anything_is_built(ckpt_copy, tower, key, value):
+    import time
+
+    config = json.loads((ckpt_copy / "config.json").read_text())
+    config[tower][key] = value
+    (ckpt_copy / "config.json").write_text(json.dumps(config))
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError) as info:
+        FGCLIP2Model.from_pretrained(ckpt_copy)
+    assert time.perf_counter() - start < 2  # refused from the numbers, not after minutes of allocation
+    message = str(info.value)
+    assert key in message and "config.json" in message and len(message) < 400 and "\n" not in message
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_advising_unsafe_loading(ckpt_copy, tmp_path):
+    import pickle
+
+    (ckpt_copy / "model.safetensors").unlink()
+
+    class Sneaky:
+        def __reduce__(self):
+            return (print, ("this would run",))
+
+    with open(ckpt_copy / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"w": Sneaky()}, f)
+    with pytest.raises(CheckpointError) as info:
+        FGCLIP2Model.from_pretrained(ckpt_copy)
+    message = str(info.value)
+    assert "refuses" in message and "weights_only=False" not in message and "weights_only" not in message

@@ -1,19 +1,14 @@
-"""tools/benchmark_boxclass.py runs end to end (tiny architecture) and its three paths agree."""
+"""benchmarks/benchmark_boxclass.py runs end to end (tiny architecture) and its three paths agree."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark_boxclass.py"
+from benchmarks import benchmark_boxclass
 
 
 def test_benchmark_runs_and_paths_agree(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("benchmark_boxclass_tool", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     out = tmp_path / "bench.json"
-    code = tool.main(["--arch", "tiny", "--images", "3", "--boxes", "10", "--reference-images", "1",
-                      "--workers", "0", "--device", "cpu", "--out", str(out)])
+    code = benchmark_boxclass.main(["--arch", "tiny", "--images", "3", "--boxes", "10", "--reference-images", "1",
+                                    "--workers", "0", "--device", "cpu", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text(encoding="utf-8"))
     assert 3 * 8 <= result["annotations"] <= 3 * 12  # about --boxes per image
@@ -24,11 +19,9 @@ def test_benchmark_runs_and_paths_agree(tmp_path, capsys):
     assert result["top1_agreement_with_per_image"] == 1.0
     assert result["top1_agreement_with_per_annotation"] == 1.0
     assert "ann/s" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".*tmp"))  # written whole, no temporary file left
 
 
 def test_benchmark_rejects_bad_arguments(capsys):
-    spec = importlib.util.spec_from_file_location("benchmark_boxclass_tool", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    assert tool.main(["--arch", "tiny", "--images", "2", "--reference-images", "3"]) != 0
+    assert benchmark_boxclass.main(["--arch", "tiny", "--images", "2", "--reference-images", "3"]) != 0
     assert "reference-images" in capsys.readouterr().err

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fgdense.errors import DatasetError
 from fgdense.evaluation.segmentation import (
-    CocoDataset, FolderDataset, SegmentationDatasetError, confusion_matrix, evaluate_segmentation,
+    CocoDataset, FolderDataset, confusion_matrix, evaluate_segmentation,
     scores_from_confusion, segmenter_predictor,
 )
 from test_segment import BLUE, GREEN, RED, PlantedSegmenter, planted_scene
@@ -53,7 +54,7 @@ def test_confusion_matrix_counts_and_ignores():
     pred = np.array([[0, 0, 1], [1, 5, 0]])  # 5 is "no class"
     conf = confusion_matrix(pred, gt, 2)
     assert conf.tolist() == [[2, 0, 0], [1, 1, 1]]
-    with pytest.raises(SegmentationDatasetError, match=r"\[7\]"):
+    with pytest.raises(DatasetError, match=r"\[7\]"):
         confusion_matrix(pred, np.array([[0, 7, 0], [0, 0, 0]]), 2)
 
 
@@ -98,11 +99,11 @@ def test_class_absent_everywhere_is_left_out_of_miou():
 def test_folder_dataset_errors(tmp_path):
     root = write_folder_dataset(tmp_path)
     (root / "images" / "a.png").unlink()
-    with pytest.raises(SegmentationDatasetError, match="a.png"):
+    with pytest.raises(DatasetError, match="a.png"):
         FolderDataset(root / "images", root / "labels", root / "classes.txt")
-    with pytest.raises(SegmentationDatasetError, match="does not exist"):
+    with pytest.raises(DatasetError, match="does not exist"):
         FolderDataset(root / "nope", root / "labels", CLASSES)
-    with pytest.raises(SegmentationDatasetError, match="not in the class list"):
+    with pytest.raises(DatasetError, match="not in the class list"):
         FolderDataset(root / "images", root / "labels", CLASSES, background_class="sky")
 
 
@@ -189,11 +190,11 @@ def test_tool_runs_on_both_layouts_with_the_tiny_checkpoint(tmp_path, tiny_check
     run = subprocess.run(
         [sys.executable, str(TOOL), "--images", str(root / "images"), "--masks", str(root / "labels"),
          "--classes", str(root / "classes.txt"), "--model", str(tiny_checkpoint), "--background-class", "background",
-         "--max-patches", "16", "--out", str(tmp_path / "report.json"), "--quiet"],
+         "--max-patches", "16", "--out", str(tmp_path / "folder_out"), "--quiet"],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = json.loads((tmp_path / "folder_out" / "report.json").read_text())
     assert report["images"] == 2 and report["scored_pixels"] == 21 and 0 <= report["miou"] <= 1
     assert "mIoU" in run.stdout
 
@@ -201,9 +202,9 @@ def test_tool_runs_on_both_layouts_with_the_tiny_checkpoint(tmp_path, tiny_check
     (tmp_path / "img").mkdir()
     Image.new("RGB", (12, 10), (90, 120, 30)).save(tmp_path / "img" / "x.png")
     code = load_tool().main(["--images", str(tmp_path / "img"), "--coco", str(path), "--model", str(tiny_checkpoint),
-                             "--threshold", "none", "--out", str(tmp_path / "coco.json"), "--quiet"])
+                             "--threshold", "none", "--out", str(tmp_path / "coco_out"), "--quiet"])
     assert code == 0
-    report = json.loads((tmp_path / "coco.json").read_text())
+    report = json.loads((tmp_path / "coco_out" / "report.json").read_text())
     assert [row["class"] for row in report["per_class"]] == ["cat", "dog"] and report["threshold"] is None
 
 
@@ -212,14 +213,17 @@ def test_tool_runs_on_both_layouts_with_the_tiny_checkpoint(tmp_path, tiny_check
     (["--masks", "labels", "--classes", "nope.txt"], "class list nope.txt does not exist"),
     (["--coco", "nope.json"], "annotation file nope.json does not exist"),
     (["--masks", "labels", "--classes", "classes.txt", "--threshold", "x"], "--threshold"),
-    (["--masks", "labels", "--classes", "classes.txt", "--out", "no/such/report.json"], "--out"),
+    (["--masks", "labels", "--classes", "classes.txt", "--out", "classes.txt"], "--out classes.txt is a file"),
+    (["--masks", "labels", "--classes", "classes.txt", "--max-patches", "99999"], "from 1 to 16384"),
 ])
 def test_tool_bad_input_gives_one_line(tmp_path, monkeypatch, capsys, argv, message):
     write_folder_dataset(tmp_path)
     monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
     code = load_tool().main(["--images", "images", "--model", "never-loaded"] + argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and message in err[0], err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
 def test_images_are_scored_as_stored_not_exif_rotated(tmp_path):
@@ -250,5 +254,22 @@ def test_coco_annotation_with_unknown_category(tmp_path):
     data["annotations"][0]["category_id"] = 999
     Path(path).write_text(json.dumps(data))
     dataset = CocoDataset(path, tmp_path)
-    with pytest.raises(SegmentationDatasetError, match="category_id 999"):
+    with pytest.raises(DatasetError, match="category_id 999"):
         dataset.ground_truth(0)
+
+
+def test_images_missing_unreadable_or_outside_the_folder_are_counted(tmp_path):
+    path, _ = _coco_file(tmp_path)
+    data = json.loads(Path(path).read_text())
+    first = dict(data["images"][0])
+    data["images"] = [dict(first, id=1, file_name="../../etc/passwd"), dict(first, id=2, file_name="gone.png"),
+                      dict(first, id=3, file_name="broken.png")]
+    data["annotations"] = []
+    Path(path).write_text(json.dumps(data))
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "broken.png").write_bytes(b"not a png")
+    dataset = CocoDataset(path, tmp_path / "img")
+    assert dataset.image_path(0) is None  # never opened
+    report = evaluate_segmentation(colour_reader, dataset, progress=False)
+    assert report["skipped"] == {"missing_image": 1, "unreadable_image": 1, "outside_images": 1}
+    assert report["images_scored"] == 0

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fgdense.prompts import LabelEncoder, check_labels, expand_prompts, split_synonyms
+from fgdense.prompts import TextEncoder, check_labels, expand_prompts, split_synonyms
 from fgdense import encode_text
 
 
@@ -19,7 +19,7 @@ def test_bad_labels(labels, message):
 
 
 def test_label_encoder_averages_and_caches(ref_model, ref_tokenizer):
-    encoder = LabelEncoder(ref_model, ref_tokenizer)
+    encoder = TextEncoder(ref_model, ref_tokenizer)
     both = encoder(["cat|猫", "电脑"])
     cat, mao = encode_text(ref_model, ref_tokenizer, ["cat", "猫"], walk_type="box")
     want = torch.nn.functional.normalize((cat + mao) / 2, dim=0)

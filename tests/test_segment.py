@@ -42,7 +42,7 @@ class PlantedSegmenter(Segmenter):
         self.basis = basis.T  # rows: orthonormal directions
         self.calls = {"images": 0, "labels": 0}
 
-    def image_features(self, images):
+    def image_features(self, images, settings=None):
         self.calls["images"] += len(images)
         out = []
         for image in images:
@@ -56,7 +56,7 @@ class PlantedSegmenter(Segmenter):
             out.append(DenseFeatures(grid, (image.height, image.width)))
         return out
 
-    def label_embeddings(self, labels, templates=False):
+    def label_embeddings(self, labels, settings=None):
         self.calls["labels"] += 1
         names = list(self.colours)
         rows = [names.index(label) if label in names else len(names) + 1 + i for i, label in enumerate(labels)]
@@ -158,7 +158,7 @@ def test_summary_rle_decodes_to_the_masks(planted):
 
     segmenter, image, _ = planted
     result = segmenter.segment(image, ["red", "blue"])
-    summary = result.summary()
+    summary = result.to_json()
     assert summary["image_size"] == [96, 128] and summary["threshold"] == 0.5
     for k, seg in enumerate(summary["segments"]):
         rle = {"size": seg["rle"]["size"], "counts": seg["rle"]["counts"].encode()}
@@ -178,7 +178,8 @@ def test_batch_equals_single_and_labels_are_encoded_once(planted):
 
 
 @pytest.mark.parametrize("labels, message", [
-    ([], "empty"), (["cat", "Cat"], "duplicate"), (["cat", " "], "empty"),
+    ([], "empty"), (["cat", "Cat"], "duplicate"), (["cat", " "], "blank"), (["cat", "|"], "empty"),
+    (["cat", "do\tg"], "control characters"), (["c\x1bat"], "control characters"), ([3], "not a string"),
 ])
 def test_bad_labels_raise_clear_errors(planted, labels, message):
     segmenter, image, _ = planted
@@ -244,10 +245,10 @@ def test_real_tiny_model_segments_and_auto_threshold_is_the_sigmoid_midpoint(tin
     assert set(np.unique(result.label_map)) <= {0, 1}
     # The scores are the label embeddings' cosine with the dense features, upsampled.
     from fgdense.dense import dense_features
-    from fgdense.prompts import LabelEncoder
+    from fgdense.prompts import TextEncoder
 
     feats = dense_features(model, image, segmenter.processor, max_num_patches=64)
-    text = LabelEncoder(model, segmenter.tokenizer)(["电脑", "cat|猫"])
+    text = TextEncoder(model, segmenter.tokenizer)(["电脑", "cat|猫"])
     want = feats.upsample(feats.similarity(text)).numpy()
     assert np.allclose(result.scores, want, atol=1e-5)
     assert (result.label_map == want.argmax(0)).all()

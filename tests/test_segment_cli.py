@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgdense.segment import expand_inputs, segment_files
+from fgdense.io.inputs import expand_inputs
+from fgdense.io.outputs import segment_files
 from test_segment import BLUE, GREEN, RED, PlantedSegmenter, iou, planted_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ def test_the_title_command_runs_on_a_real_photograph(tmp_path, tiny_checkpoint):
     assert run.returncode == 0, run.stderr
     out = tmp_path / "segment_out"
     assert sorted(p.name for p in out.iterdir()) == sorted("img" + s for s in OUTPUTS)
+    assert "warning" not in run.stderr  # the bundled font draws 电脑: no system CJK font needed
     data = json.loads((out / "img.json").read_text(encoding="utf-8"))
     assert data["labels"] == ["电脑", "cat"] and data["image_size"] == [300, 451]
     assert data["max_patches"] == 1024 and isinstance(data["threshold"], float)
@@ -128,8 +130,12 @@ BAD_INPUTS = {
     "unwritable --out": (["ok.png", "--labels", "cat", "--out", "afile/sub"], "output folder"),
     "--out is a file": (["ok.png", "--labels", "cat", "--out", "afile"], "is a file"),
     "bad --max-patches": (["ok.png", "--labels", "cat", "--max-patches", "lots"], "--max-patches"),
+    "huge --max-patches": (["ok.png", "--labels", "cat", "--max-patches", "100000000"], "from 1 to 16384"),
     "bad --threshold": (["ok.png", "--labels", "cat", "--threshold", "high"], "--threshold"),
     "missing font": (["ok.png", "--labels", "cat", "--font", "nofont.ttf"], "font"),
+    "not a font": (["ok.png", "--labels", "cat", "--font", "notes.txt"], "not a TrueType"),
+    "control character": (["ok.png", "--labels", "ca\x1bt"], "control characters"),
+    "no CUDA": (["ok.png", "--labels", "cat", "--device", "cuda:5"], "cuda:5"),
 }
 
 
@@ -164,3 +170,79 @@ def test_bad_input_as_a_real_process_exits_non_zero_without_traceback(tmp_path):
     assert run.returncode != 0
     assert run.stderr.strip() == "error: image missing.jpg does not exist"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_same_image_twice_is_segmented_once_and_counted_right(tmp_path, capsys, monkeypatch):
+    planted_scene()[0].save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    paths = expand_inputs(["a.png", str(tmp_path / "a.png"), "."])
+    assert paths == [Path("a.png")]
+    report = segment_files(PlantedSegmenter({"red": RED}, threshold=0.5), paths, ["red"], tmp_path / "out",
+                           progress=False)
+    assert report.files_written == 4 and len(report.written) == 1
+
+
+def test_no_png_writes_the_data_outputs_only(tmp_path, monkeypatch, tiny_checkpoint):
+    planted_scene()[0].save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    code = load_tool().main(["a.png", "--labels", "red", "--model", str(tiny_checkpoint), "--no-png", "--quiet",
+                             "--font", "no-such-font.ttf"])  # no pictures: the font is never needed
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "segment_out").iterdir()) == ["a.json", "a_labels.png"]
+
+
+def test_a_label_no_font_can_draw_warns_once_and_still_writes_everything(tmp_path, capsys, monkeypatch, recwarn,
+                                                                           tiny_checkpoint):
+    from fgdense.io import fonts
+
+    monkeypatch.setattr(fonts, "_system_fonts", lambda: [])  # a bare machine: the bundled font only
+    planted_scene()[0].save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    code = load_tool().main(["a.png", "--labels", "齉龘", "cat", "--model", str(tiny_checkpoint), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    about_fonts = [str(w.message) for w in recwarn if "font" in str(w.message)]
+    assert len(about_fonts) == 1 and "齉龘" in about_fonts[0] and "--font" in about_fonts[0], about_fonts
+    assert len(list((tmp_path / "segment_out").iterdir())) == 4
+    data = json.loads((tmp_path / "segment_out" / "a.json").read_text(encoding="utf-8"))
+    assert data["labels"] == ["齉龘", "cat"]  # the data keeps the label whole
+
+
+def test_an_input_image_named_like_an_output_is_never_overwritten(tmp_path, monkeypatch, capsys, tiny_checkpoint):
+    out = tmp_path / "out"
+    out.mkdir()
+    planted_scene()[0].save(out / "x_overlay.png")
+    planted_scene()[0].save(tmp_path / "x.png")
+    before = (out / "x_overlay.png").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    code = load_tool().main(["x.png", "out/x_overlay.png", "--labels", "red", "--model", str(tiny_checkpoint),
+                             "--out", "out", "--quiet"])
+    # x_overlay.png's own outputs are x_overlay_overlay.png etc.; x.png's overlay would be the input itself.
+    assert code != 0 and "never writes over its inputs" in capsys.readouterr().err
+    assert (out / "x_overlay.png").read_bytes() == before
+
+
+def test_ctrl_c_ends_with_one_line_exit_130_and_no_partial_file(tmp_path, tiny_checkpoint):
+    import signal
+    import time
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(40):
+        planted_scene()[0].save(folder / f"img{index:02d}.png")
+    process = subprocess.Popen([sys.executable, str(TOOL), str(folder), "--labels", "red", "--model",
+                                str(tiny_checkpoint), "--out", str(tmp_path / "out"), "--quiet", "--max-patches", "64"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "out").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "of 40 image(s) finished" in lines[0], err
+    assert "Traceback" not in err
+    written = sorted((tmp_path / "out").iterdir())
+    assert not [p for p in written if p.name.startswith(".")]  # no temporary file left behind
+    stems = {p.name.split("_")[0].split(".")[0] for p in written}
+    for stem in stems:  # every image started is either complete or absent
+        assert len([p for p in written if p.name.split("_")[0].split(".")[0] == stem]) == 4, stem

@@ -100,7 +100,7 @@ def _empty_batch_worker(rank, port, out):
     import torch.distributed as dist
 
     from fgdense.model import FGCLIP2Model
-    from fgdense.model.tiny import tiny_config
+    from fgdense.tiny import tiny_config
     from fgdense.train.model import FGCLIP2Stage2
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,

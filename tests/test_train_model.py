@@ -85,7 +85,7 @@ def test_start_from_siglip2_and_export(tmp_path, batch):
     from transformers import Siglip2Config, Siglip2Model
 
     from fgdense import FGCLIP2Model
-    from fgdense.model.tiny import build_tokenizer
+    from fgdense.tiny import build_tokenizer
     from fgdense.train.hooks import export_checkpoint
 
     tokenizer = build_tokenizer()

@@ -48,7 +48,9 @@ def region_text_similarity(checkpoint, data):
         with torch.no_grad():
             regions += model.get_image_region_features(**processor(images), region_infos=boxes,
                                                        image_sizes=[(im.height, im.width) for im in images])
-        texts.append(encode_text(model, tokenizer, [b["long_expr"] for info in infos for b in info], walk_type="box"))
+        # Measured in the convention the model was trained in: input ids only (see docs/training.md).
+        texts.append(encode_text(model, tokenizer, [b["long_expr"] for info in infos for b in info], walk_type="box",
+                                 text_mask="none"))
     similarity = F.normalize(torch.cat(regions), dim=-1) @ torch.cat(texts).t()
     matched = similarity.diag().mean().item()
     mismatched = (similarity.sum() - similarity.diag().sum()).item() / (similarity.numel() - len(similarity))

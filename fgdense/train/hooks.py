@@ -25,7 +25,7 @@ def export_checkpoint(stage2_model, folder, checkpoint: str) -> Path:
     an interrupted export never leaves a half-written checkpoint. ``checkpoint`` is where the
     tokenizer and preprocessor come from (the checkpoint training started from).
     """
-    from ..model.loading import save_checkpoint
+    from ..model.weights import save_checkpoint
     from ..processing.image import FGCLIP2ImageProcessor
     from ..processing.text import load_tokenizer
 

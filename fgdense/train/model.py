@@ -91,7 +91,7 @@ class FGCLIP2Stage2(BaseModel):
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         net, w = self.model, self.weights
-        vision = net._vision(batch["pixel_values"], batch["pixel_attention_mask"], batch["spatial_shapes"])
+        vision = net.vision_outputs(batch["pixel_values"], batch["pixel_attention_mask"], batch["spatial_shapes"])
         image = F.normalize(vision.pooler_output.float(), dim=-1)
         out: dict[str, torch.Tensor] = {}
         stats = {"images": int(image.shape[0])}

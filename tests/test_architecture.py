@@ -1,0 +1,110 @@
+"""The package's layers: every import points down (docs/architecture.md), and no module imports itself back."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fgdense"
+# Bottom to top; a module may import its own layer or lower ones. model and processing are siblings that
+# share only fgdense.config, so they may not import each other.
+LAYERS = [
+    {"errors"},
+    {"checkpoint", "config", "devices"},
+    {"model", "processing"},
+    {"companions", "dense", "prompts", "tiny"},
+    {"task"},
+    {"regions", "segment", "classify", "ground"},
+    {"io"},
+    {"evaluation", "train"},
+    {"cli"},
+]
+SIBLINGS_APART = {("model", "processing"), ("processing", "model")}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every fgdense module a file imports, anywhere in it (functions included), absolute names."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "fgdense"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "fgdense":
+                continue
+            # "from . import x" / "from .pkg import mod": the names may be modules themselves.
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if _is_module(candidate) else target)
+    return {f for f in found if f != name}
+
+
+def _is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def layer_of(module: str) -> int:
+    top = module.split(".")[1] if module.count(".") else "__init__"
+    for rank, names in enumerate(LAYERS):
+        if top in names:
+            return rank
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and docs/architecture.md")
+
+
+FILES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+
+
+def test_every_module_has_a_layer():
+    for path in FILES:
+        layer_of(module_name(path))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path):
+    module = module_name(path)
+    rank = layer_of(module)
+    for target in imports_of(path):
+        if target == "fgdense":
+            raise AssertionError(f"{module} imports the package root; import the module that defines the name")
+        assert layer_of(target) <= rank, f"{module} (layer {rank}) imports {target} (layer {layer_of(target)})"
+        pair = (module.split(".")[1], target.split(".")[1])
+        assert pair not in SIBLINGS_APART, f"{module} imports its sibling {target}"
+
+
+def test_no_import_circles():
+    graph = {module_name(p): {t for t in imports_of(p) if t != "fgdense"} for p in FILES}
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                raise AssertionError("import circle: " + " -> ".join(trail[trail.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+
+
+def test_the_installed_package_holds_no_benchmark_or_reference_code():
+    names = {p.stem for p in FILES}
+    assert "benchmarking" not in names
+    for path in FILES:
+        text = path.read_text(encoding="utf-8")
+        assert "dense_head_reference" not in text and "official_4d_mask" not in text, path
