@@ -196,7 +196,11 @@ def test_boxes_are_drawn_by_two_clicks_typed_or_loaded(engine, tmp_path):
     listed.write_text(json.dumps({"boxes": [{"xyxy": [1, 2, 30, 40]}]}))  # tools/classify_boxes.py's own output
     assert json.loads(engine.boxes_file(listed)) == [[1, 2, 30, 40]]
     preview = engine.preview_boxes(CAT, "[[40, 30, 260, 290]]")
-    assert preview.size == (451, 300)
+    assert Image.open(preview).size == (451, 300) and preview != engine.view(CAT)
+    # Shown pictures are files written once: the page never gets one that is being rewritten.
+    written = preview.stat().st_mtime_ns
+    assert engine.preview_boxes(CAT, "[[40, 30, 260, 290]]") == preview and preview.stat().st_mtime_ns == written
+    assert engine.preview_boxes(CAT, "") == engine.view(CAT)
 
 
 def test_the_page_says_a_tiny_checkpoint_shows_the_format(engine):

@@ -15,6 +15,7 @@ line the page shows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -45,7 +46,7 @@ from ..processing.image import load_image
 from ..processing.text import load_tokenizer
 from ..prompts import check_labels, check_phrases
 from ..segment import BACKGROUND, SegmentationResult, Segmenter
-from .cache import DEFAULT_CAPACITY, FeatureCache, cached_task
+from .cache import DEFAULT_CAPACITY, FeatureCache, cached_task, image_digest
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ MAX_TEXT_CHARS = 4000  # per text field: hundreds of labels, far more than a pic
 MAX_LABELS = 255  # the palette label map's limit
 MAX_BOXES = 500
 KEEP_RUNS = 24  # run folders kept for download; older ones are removed
+KEEP_VIEWS = 64  # pictures of uploads and of drawn boxes the page shows
 CAPTION_CHARS = 40  # long phrases are shortened on pictures (tables and JSON keep them whole)
 BUDGET_CHOICES = (256, 576, 1024, 2304, 4096, 9216, MAX_PATCHES)
 CPU_BUDGET_LIMIT = 4096  # 16384 patches is minutes per image for a released model on a CPU
@@ -240,7 +242,9 @@ class DemoEngine:
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="fgdense-demo-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._runs = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one job at a time: they share the model (and, on a CPU, every core)
+        self._views_lock = threading.Lock()
+        self._images_lock = threading.Lock()
         self._images: dict[tuple, Image.Image] = {}
 
     @classmethod
@@ -301,8 +305,9 @@ class DemoEngine:
             raise ImageLoadError(f"the image {name} is {_size(stat.st_size)}; the demo takes images up to "
                                  f"{_size(self.max_upload_bytes)}")
         key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key in self._images:
-            return self._images[key]
+        with self._images_lock:
+            if key in self._images:
+                return self._images[key]
         try:
             with Image.open(path) as header:  # the size is in the header: refuse a huge image before decoding it
                 width, height = header.size
@@ -316,9 +321,10 @@ class DemoEngine:
         except ImageLoadError as err:
             # The message names the server's temporary copy; the person knows the file by its name.
             raise ImageLoadError(str(err).replace(str(path), name)) from None
-        if len(self._images) >= 4:
-            self._images.pop(next(iter(self._images)))
-        self._images[key] = image
+        with self._images_lock:  # the page checks uploads outside the job lock
+            if len(self._images) >= 4:
+                self._images.pop(next(iter(self._images)))
+            self._images[key] = image
         return image
 
     def boxes_file(self, path) -> str:
@@ -335,16 +341,45 @@ class DemoEngine:
             raise BoxError(f"{len(boxes)} boxes given; the demo takes at most {MAX_BOXES}")
         return boxes_text(boxes)
 
-    def preview_boxes(self, path, text: str | None):
-        """The image with the boxes of the boxes field drawn and numbered (the image alone when there are none)."""
+    def view(self, path) -> Path:
+        """A file of the uploaded image as the jobs see it (EXIF rotation applied), for the page to show
+        and take clicks on: click coordinates are then pixels of the image the jobs read."""
+        image = self.image(path)
+        return self._view_file(image_digest(image), lambda: image)
+
+    def preview_boxes(self, path, text: str | None) -> Path:
+        """A file of the image with the boxes of the boxes field drawn and numbered (the image alone when
+        there are none)."""
         image = self.image(path)
         boxes = boxes_from_text(text, required=False)
         if boxes is None or not len(boxes):
-            return image
-        import supervision as sv
+            return self.view(path)
 
-        detections = sv.Detections(xyxy=boxes.astype(np.float32), class_id=np.arange(len(boxes)))
-        return draw_boxes(image, detections, [f"#{i + 1}" for i in range(len(boxes))], font=self.font)
+        def draw():
+            import supervision as sv
+
+            detections = sv.Detections(xyxy=boxes.astype(np.float32), class_id=np.arange(len(boxes)))
+            return draw_boxes(image, detections, [f"#{i + 1}" for i in range(len(boxes))], font=self.font)
+
+        key = hashlib.blake2b(f"{image_digest(image)}:{boxes.tolist()}".encode(), digest_size=16).hexdigest()
+        return self._view_file(key, draw)
+
+    def _view_file(self, key: str, render: Callable[[], Image.Image]) -> Path:
+        """The picture ``render`` draws, written once as ``views/KEY.png`` (the newest ``KEEP_VIEWS`` kept).
+
+        The page is always handed files, never images in memory: gradio rewrites its cached copy of an
+        in-memory image each time it is returned, while a browser may be reading it (a broken picture);
+        files it copies once, whole."""
+        folder = self.work_dir / "views"
+        out = folder / f"{key}.png"
+        with self._views_lock:
+            if not out.exists():
+                folder.mkdir(exist_ok=True)
+                write_all([(out, write_picture(render()))])
+                views = sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime_ns)
+                for old in views[:-KEEP_VIEWS]:
+                    old.unlink(missing_ok=True)
+        return out
 
     # -------------------------------------------------------------------------------------------- jobs
     def segment(self, path, labels: str, background: str = "", threshold="auto", refine: bool = False,

@@ -48,6 +48,10 @@ def _forgiving(image):
     return image
 
 
+def _file(path) -> str | None:
+    return None if path is None else str(path)
+
+
 def build_page(engine: DemoEngine):
     """The gradio Blocks of the demo for ``engine`` (not launched)."""
     gr = require_gradio()
@@ -109,8 +113,8 @@ def build_page(engine: DemoEngine):
                 with gr.Row():
                     with gr.Column(scale=2):
                         box_image = image_input("box")
-                        box_view = gr.Image(label="boxes: click two opposite corners to draw one", type="pil",
-                                            format="png", interactive=False, elem_id="box-view", height=360)
+                        box_view = gr.Image(label="boxes: click two opposite corners to draw one", type="filepath",
+                                            interactive=False, elem_id="box-view", height=360, buttons=["fullscreen"])
                         box_text = gr.Textbox(label="boxes (x1, y1, x2, y2 in image pixels)", lines=2,
                                               placeholder="[[40, 30, 260, 290], [0, 0, 451, 120]]",
                                               info="drawn, typed, or loaded: the JSON tools/classify_boxes.py reads",
@@ -164,8 +168,9 @@ def build_page(engine: DemoEngine):
                                                       + ("" if engine.device.type == "cuda" else
                                                          "; up to 16384 on a GPU, up to 4096 on this CPU")),
                                                 elem_id="ex-budget")
-                        ex_view = gr.Image(label="click a point: its patch's similarity to every patch", type="pil",
-                                           format="png", interactive=False, elem_id="ex-view", height=360)
+                        ex_view = gr.Image(label="click a point: its patch's similarity to every patch",
+                                           type="filepath", interactive=False, elem_id="ex-view", height=360,
+                                           buttons=["fullscreen"])
                         ex_texts = gr.Textbox(label="texts (as labels: spaces or commas between them)",
                                               placeholder="电脑 cat", elem_id="ex-texts")
                         ex_run = gr.Button("Text heatmaps", variant="primary", elem_id="ex-run")
@@ -212,9 +217,9 @@ def build_page(engine: DemoEngine):
                 return None, gr.update()
             answer, error = guarded(engine.preview_boxes, path, text)
             if answer is None:  # boxes still being typed: the bare picture, and what is wrong with them
-                answer, _ = guarded(engine.image, path)
-                return answer, error
-            return answer, gr.update()  # the status keeps what the click or the upload said
+                answer, _ = guarded(engine.view, path)
+                return _file(answer), error
+            return str(answer), gr.update()  # the status keeps what the click or the upload said
 
         box_image.change(show_boxes, [box_image, box_text], [box_view, box_status])
         box_text.change(show_boxes, [box_image, box_text], [box_view, box_status])
@@ -258,8 +263,8 @@ def build_page(engine: DemoEngine):
         def show_view(path):
             if not path:
                 return None, gr.update()
-            answer, error = guarded(engine.image, path)
-            return answer, error or gr.update()
+            answer, error = guarded(engine.view, path)
+            return _file(answer), error or gr.update()
 
         ex_image.change(show_view, ex_image, [ex_view, ex_status])
 
