@@ -75,7 +75,9 @@ def server(browser, tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo-server")
     make_tiny_checkpoint(folder / "fg-tiny")
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(folder / "gradio"), "PYTHONUNBUFFERED": "1"}
+    (folder / "tmp").mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(folder / "gradio"), "PYTHONUNBUFFERED": "1",
+           "TMPDIR": str(folder / "tmp")}
     process = subprocess.Popen([sys.executable, str(ROOT / "tools" / "demo.py"), "--model", "fg-tiny",
                                 "--device", "cpu", "--port", str(port)], cwd=folder, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -100,6 +102,7 @@ def server(browser, tmp_path_factory):
     output = "".join(lines)
     assert code == 0, output
     assert "stopped: the demo server is closed" in output and "Traceback" not in output, output
+    assert not list((folder / "tmp").glob("fgdense-demo-*")), "the run files outlived the server"
     # gradio writes .pyi stubs beside the source of component subclasses: the page must not make any.
     assert not list((ROOT / "fgdense").rglob("*.pyi"))
 

@@ -77,7 +77,7 @@ def work(argv) -> int:
                                         text_mask=args.text_mask, font=args.font)
     # A plain kill (SIGTERM) stops the server as Ctrl-C does, so the run's files are removed either way.
     signal.signal(signal.SIGTERM, _interrupt)
-    page = None
+    page, stopped = None, False
     try:
         page = serve(engine, args.host, args.port)
         shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -91,14 +91,16 @@ def work(argv) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopped: the demo server is closed", flush=True)
-        return 0
+        stopped = True
     finally:
         try:
             if page is not None:
                 page.close()
         finally:
-            engine.close()
+            engine.close()  # the run files go with the server
+    if stopped:
+        print("stopped: the demo server is closed", flush=True)
+    return 0
 
 
 def _interrupt(signum, frame):

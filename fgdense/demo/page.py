@@ -13,6 +13,8 @@ It works offline: no analytics, no fonts from the web, no share links; it binds 
 # as objects to know which handlers take the click's coordinates.
 import os
 
+from ..cli import one_line
+from ..errors import FGDenseError
 from ..io.fonts import bundled_font
 from . import require_gradio
 from .engine import DemoEngine, add_corner, guarded
@@ -295,10 +297,13 @@ def serve(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, quiet: 
     font = bundled_font()
     gr.set_static_paths([font])
     css = f'@font-face {{ font-family: "{PAGE_FONT}"; src: url("/gradio_api/file={font}"); }}'
-    page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False,
-                share=False, inbrowser=False, ssr_mode=False, mcp_server=False, pwa=False,
-                max_file_size=UPLOAD_BACKSTOP * engine.max_upload_bytes, allowed_paths=[str(engine.work_dir), font],
-                theme=theme, css=css, footer_links=[])
+    try:
+        page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False,
+                    share=False, inbrowser=False, ssr_mode=False, mcp_server=False, pwa=False,
+                    max_file_size=UPLOAD_BACKSTOP * engine.max_upload_bytes,
+                    allowed_paths=[str(engine.work_dir), font], theme=theme, css=css, footer_links=[])
+    except OSError as err:  # the port was free when the tool checked it, and taken since
+        raise FGDenseError(f"cannot listen on {host}:{port} ({one_line(err)}); pass another --port") from None
     return page
 
 
