@@ -18,6 +18,7 @@ LAYERS = [
     {"io"},
     {"evaluation", "train"},
     {"cli"},
+    {"demo"},
 ]
 SIBLINGS_APART = {("model", "processing"), ("processing", "model")}
 

@@ -78,19 +78,31 @@ def read_boxes_file(path) -> np.ndarray:
     if not path.exists() or path.is_dir():  # exists(), not is_file(): pipes like <(...) are fine
         raise BoxError(f"boxes file {path} does not exist")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
         raise BoxError(f"boxes file {path} is not valid JSON: {err}") from None
+    return parse_boxes(text, f"boxes file {path}")
+
+
+def parse_boxes(text: str, source: str = "boxes") -> np.ndarray:
+    """(N, 4) xyxy pixel boxes from JSON text in any form :func:`read_boxes_file` accepts.
+
+    ``source`` names the text in error messages (a file, or boxes typed into a form).
+    """
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise BoxError(f"{source} is not valid JSON: {err}") from None
     if isinstance(value, dict):
         value = value.get("boxes")
     if not isinstance(value, list):
-        raise BoxError(f"boxes file {path}: expected a list of [x1, y1, x2, y2] boxes (or {{\"boxes\": [...]}})")
+        raise BoxError(f"{source}: expected a list of [x1, y1, x2, y2] boxes (or {{\"boxes\": [...]}})")
     rows = []
     for index, item in enumerate(value):
         box = item.get("xyxy") if isinstance(item, dict) else item
         if not (isinstance(box, list) and len(box) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            raise BoxError(f"boxes file {path}: box {index} is not [x1, y1, x2, y2] numbers: {item!r}"[:300])
+            raise BoxError(f"{source}: box {index} is not [x1, y1, x2, y2] numbers: {item!r}"[:300])
         rows.append(box)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
@@ -121,4 +133,5 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
     return stems
 
 
-__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "is_image_name", "output_stems", "read_boxes_file", "read_lines_file"]
+__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "is_image_name", "output_stems", "parse_boxes", "read_boxes_file",
+           "read_lines_file"]
