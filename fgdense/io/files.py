@@ -6,9 +6,11 @@ into place only when complete, so an interrupted or failing run never leaves a h
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterable
 
@@ -28,30 +30,35 @@ def write_all(writes) -> None:
     """Write several files all-or-nothing: ``writes`` is a list of (path, write(temp_path)).
 
     Every file is first written to a temporary name beside its target; only when all are complete are
-    they renamed into place, so a failure part-way (a full disk) leaves no partial set behind. A failure
-    is an :class:`OutputError` naming the target, never the temporary name.
+    they renamed into place, so a failure part-way (a full disk, Ctrl-C) leaves no partial set behind. A
+    failure is an :class:`OutputError` naming the target, never the temporary name.
     """
-    staged: list[tuple[str, Path]] = []
+    # One token for this call's temporary names: the clean-up finds them by name, so a temporary file
+    # made just before an interruption (before this code could note it) is removed too.
+    token = uuid.uuid4().hex[:12]
+    targets = [Path(path) for path, _ in writes]
     target = None
     try:
-        for path, write in writes:
-            target = path = Path(path)
-            if path.is_dir():
-                raise OutputError(f"{path} is a folder; name a file to write")
-            fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+        for target, (_, write) in zip(targets, writes):
+            if target.is_dir():
+                raise OutputError(f"{target} is a folder; name a file to write")
+            fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.{token}.", suffix=".tmp")
             os.close(fd)
-            staged.append((tmp, path))
             write(tmp)
             os.chmod(tmp, FILE_MODE)
-        for tmp, path in staged:
-            target = path
-            os.replace(tmp, path)
+        for target in targets:
+            os.replace(_temporary(target, token), target)
     except OSError as err:
         raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
     finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        for path in targets:
+            for leftover in path.resolve().parent.glob(f".{glob.escape(path.name)}.{token}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+
+def _temporary(target: Path, token: str) -> Path:
+    """The temporary file this call wrote for ``target``."""
+    return next(target.resolve().parent.glob(f".{glob.escape(target.name)}.{token}.*.tmp"))
 
 
 def write_text(text: str):
