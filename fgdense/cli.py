@@ -145,9 +145,13 @@ def bulk_ending(summary: dict, ranks, out, what: str = "image(s) could not be us
             print(f"COCO results: {coco['images']} image(s), {coco['annotations']} annotation(s) in {coco['file']}")
     if not summary["bad"]:
         return 0
-    if ranks.main:
-        return fail(f"{summary['bad']} of {summary['images']} {what}; the rest are written (list: {out}/{BAD_FILES})")
-    return 1
+    message = f"{summary['bad']} of {summary['images']} {what}; the rest are written (list: {out}/{BAD_FILES})"
+    if ranks.world > 1:
+        # torchrun reports any non-zero exit as a crash, with a traceback: at scale bad files are a warning.
+        if ranks.main:
+            print(f"warning: {one_line(message)}", file=sys.stderr)
+        return 0
+    return fail(message)
 
 
 def max_patches_setting(text: str):

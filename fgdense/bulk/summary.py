@@ -70,7 +70,7 @@ def describe(summary: dict, out: Path) -> list[str]:
     lines = [f"{summary['images']} image(s): " + ", ".join(parts)]
     spent = summary["seconds_summed_over_processes"]
     over = f" summed over {summary['processes']} processes" if summary["processes"] > 1 else ""
-    lines.append(f"{summary['wall_s']:.1f} s; decode {spent['decode']:.1f} s (workers), model {spent['model']:.1f} s, "
+    lines.append(f"{summary['wall_s']:.1f} s after start-up; decode {spent['decode']:.1f} s (workers), model {spent['model']:.1f} s, "
                  f"write {spent['write']:.1f} s, waiting for input {spent['waiting']:.1f} s{over}")
     return lines
 
