@@ -45,7 +45,7 @@ def step(model, batch, autocast: bool) -> dict:
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
     gradient = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     optimizer.step()
-    return {"losses": {k: float(v) for k, v in losses.items()}, "gradient": gradient}
+    return {"losses": {k: float(v.detach()) for k, v in losses.items()}, "gradient": gradient}
 
 
 def close(a: float, b: float) -> bool:
