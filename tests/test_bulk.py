@@ -221,3 +221,35 @@ def test_the_batcher_groups_equal_patch_counts_and_holds_back_at_most_a_batch():
     tokens = Batcher(batch_size=10, max_tokens=100)
     groups = [g for n in range(4) for g in tokens.add(_Ready(30))]
     assert [len(g) for g in groups] == [3]
+
+
+def test_an_image_the_model_fails_on_is_a_bad_file_and_its_batch_mates_are_written(tmp_path, tiny_checkpoint):
+    from fgdense.bulk.jobs import SegmentJob
+    from fgdense.bulk.runner import RunOptions, run
+    from fgdense.io.sources import Sources
+    from fgdense.segment import Segmenter
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name, colour in (("a", (200, 10, 10)), ("b", (0, 0, 255)), ("c", (10, 200, 10))):
+        Image.new("RGB", (64, 48), colour).save(folder / f"{name}.png")  # one size: one batch of three
+    segmenter = Segmenter.from_pretrained(tiny_checkpoint, max_num_patches=16, threshold=None)
+    real = segmenter.segment_batch
+
+    calls = []
+
+    def fails_on_blue(images, labels, **overrides):
+        calls.append(len(images))
+        if any(image.image.getpixel((0, 0)) == (0, 0, 255) for image in images):
+            raise RuntimeError("planted failure")
+        return real(images, labels, **overrides)
+
+    segmenter.segment_batch = fails_on_blue
+    job = SegmentJob(segmenter, tmp_path / "out", ["red"], pictures=False, cap=16)
+    (tmp_path / "out").mkdir()
+    summary = run(job, Sources([folder]), RunOptions(out=tmp_path / "out", batch_size=8, total=3, progress=False))
+    assert calls == [3, 1, 1, 1]  # the batch failed, so each image was tried alone
+    assert (summary["written"], summary["bad_by_reason"]) == (2, {"model_failed": 1})
+    bad = json.loads((tmp_path / "out" / "bad_files.jsonl").read_text())
+    assert bad["path"].endswith("b.png") and "planted failure" in bad["detail"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == ["a.json", "c.json"]

@@ -55,12 +55,21 @@ def execute(make_job, sources: Sources, options: RunOptions, device, status=None
     from ..checkpoint import fingerprint
 
     device, ranks = join(device)
+    created = not options.out.exists()
     try:
         job = make_job(device)
         folder = getattr(job.task.model, "checkpoint_folder", None)
         job.fingerprint = fingerprint(folder) if folder else ""
         options.out.mkdir(parents=True, exist_ok=True)
         summary = run(job, sources, options, ranks, status)
+    except BaseException:
+        # A run that fails before writing anything leaves no empty output folder behind.
+        if created and options.out.is_dir() and not any(options.out.iterdir()):
+            try:
+                options.out.rmdir()
+            except OSError:  # another rank has just written into it
+                pass
+        raise
     finally:
         leave()
     return summary, ranks

@@ -119,7 +119,11 @@ class Preparer:
             except BoxError as err:
                 return Prepared(item, "bad", run, reason="bad_boxes", detail=str(err))
             boxes = item.boxes
-        return Prepared(item, "ready", run, process_image(self.processor, rgb, self.cap), boxes)
+        try:
+            ready = process_image(self.processor, rgb, self.cap)
+        except Exception as err:  # noqa: BLE001  an image the processor cannot cut up is one bad file, not a stop
+            return Prepared(item, "bad", run, reason="unprocessable", detail=f"{type(err).__name__}: {err}")
+        return Prepared(item, "ready", run, ready, boxes)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import OutputError
 from ..io.files import write_json
 from ..io.sources import Sources, shard
 from . import coco as coco_file
@@ -150,17 +151,34 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
         share.seconds["write"] += time.perf_counter() - start
 
     def collect(block: bool) -> None:
-        while queue and (block or len(queue) > WRITE_QUEUE or queue[0].done()):
-            queue.popleft().result()  # a failed write (a full disk) ends the run here
-            share.written += 1
+        while queue and (block or len(queue) > WRITE_QUEUE or queue[0][1].done()):
+            prepared, future = queue.popleft()
+            try:
+                future.result()
+            except OutputError:
+                raise  # the output folder cannot be written (a full disk): no later image could be either
+            except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file
+                share.add_bad(prepared.item, "write_failed", f"{type(err).__name__}: {err}")
+            else:
+                share.written += 1
             finished()
 
     def compute(group: list[Prepared]) -> None:
         start = time.perf_counter()
-        results = job.compute(group)
+        try:
+            results = job.compute(group)
+        except Exception as err:  # noqa: BLE001  one image the model fails on must not stop a run
+            if len(group) > 1:  # find it: each image of the group alone
+                share.seconds["model"] += time.perf_counter() - start
+                for prepared in group:
+                    compute([prepared])
+                return
+            share.add_bad(group[0].item, "model_failed", f"{type(err).__name__}: {err}")
+            finished()
+            return
         share.seconds["model"] += time.perf_counter() - start
         for prepared, result in zip(group, results):
-            queue.append(writer.submit(timed_write, prepared, result))
+            queue.append((prepared, writer.submit(timed_write, prepared, result)))
             collect(block=False)
 
     try:
