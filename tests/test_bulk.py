@@ -104,6 +104,9 @@ def test_segment_a_manifest_resume_overwrite_bad_files_and_coco(tmp_path, tiny_c
     assert mtimes(out, stems) == before
     assert not (out / "bad_files.jsonl").exists()  # no bad file this time: the old list is gone
     check_coco_equals_label_maps(out / "results.json", out, 5)
+    # The same computation spelt differently (auto is fp32 on a CPU) finds its outputs too.
+    assert main(common + ["--precision", "fp32", "--batch-size", "1"]) == 0
+    assert "5 skipped" in capsys.readouterr().out
 
     # --overwrite redoes them; other labels make other outputs, so they are redone without it too.
     assert main(common + ["--overwrite"]) == 0

@@ -157,10 +157,11 @@ class Job:
         """What the outputs depend on, besides the image (hashed into every JSON's ``run``)."""
         import dataclasses
 
+        # Batch sizes say how, not what, is computed; the precision is replaced by the arithmetic it means.
         task_settings = {k: v for k, v in dataclasses.asdict(self.task.settings).items()
-                         if k not in ("batch_size", "max_batch_tokens")}  # how, not what, is computed
+                         if k not in ("batch_size", "max_batch_tokens", "precision", "max_num_patches")}
         return {"job": self.kind, "model": self.fingerprint or self.model_name, "cap": self.cap,
-                "precision": str(_resolved_precision(self.task)), **task_settings, **self.extra_settings}
+                "arithmetic": _arithmetic(self.task), **task_settings, **self.extra_settings}
 
     def preparer(self, overwrite: bool = False) -> Preparer:
         return Preparer(self.task.processor, self.cap, Path(self.out), self.suffixes(),
@@ -180,13 +181,15 @@ class Job:
         raise NotImplementedError
 
 
-def _resolved_precision(task) -> str:
-    """What ``precision="auto"`` means for this task's model: outputs depend on the arithmetic done."""
-    precision = task.settings.precision
-    model = task.model
+def _arithmetic(task) -> str:
+    """The arithmetic the task's model runs in: ``auto`` and ``fp32`` alike are the weights' own dtype off
+    CUDA, so a rerun that spells the same computation differently still finds its outputs."""
+    precision, model = task.settings.precision, task.model
     if precision == "auto":
-        return "bf16" if model.device.type == "cuda" and str(model.dtype) == "torch.float32" else "fp32"
-    return f"{precision} ({str(model.dtype).replace('torch.', '')} weights)"
+        precision = "bf16" if model.device.type == "cuda" and str(model.dtype) == "torch.float32" else "fp32"
+    if precision in ("bf16", "fp16"):
+        return f"{precision} autocast"
+    return str(model.dtype).replace("torch.", "")
 
 
 def xywh(xyxy) -> list[float]:
