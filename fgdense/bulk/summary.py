@@ -35,8 +35,7 @@ class ShareCounts:
 
     def add_bad(self, item, reason: str, detail: str) -> None:
         # An absolute path (and the boxes): the list read as a manifest retries exactly these images.
-        entry = {"path": item.key if item.problem is None else "", "reason": reason, "detail": detail,
-                 "where": item.where}
+        entry = {"path": item.key, "reason": reason, "detail": detail, "where": item.where}
         if item.boxes is not None:
             entry["boxes"] = item.boxes.tolist()
         self.bad.append(entry)

@@ -45,11 +45,12 @@ class Item:
     ``index`` is the position in the run (duplicates removed); ``name`` the unique output stem; ``key``
     the normalised absolute path that identifies the file; ``boxes`` an (N, 4) array from a JSONL
     manifest, or None; ``where`` says where the image was named, for messages; ``problem`` is a
-    (reason, detail) pair for a line that could not be read.
+    (reason, detail) pair for a line that could not be used (its ``path`` None, ``key`` empty, when the
+    line names no path).
     """
 
     index: int
-    path: Path
+    path: Path | None
     name: str
     key: str
     boxes: np.ndarray | None = None
@@ -59,7 +60,7 @@ class Item:
 
 @dataclass(frozen=True)
 class _Entry:
-    path: Path
+    path: Path | None
     boxes: np.ndarray | None
     where: str
     problem: tuple[str, str] | None = None
@@ -106,9 +107,6 @@ class Sources:
     def manifests(self) -> list[Path]:
         return [p for p, kind in zip(self.arguments, self.kinds) if kind == "manifest"]
 
-    def only_images(self) -> bool:
-        return all(kind == "image" for kind in self.kinds)
-
     def _entries(self) -> Iterator[_Entry]:
         for number, (path, kind) in enumerate(zip(self.arguments, self.kinds), 1):
             if kind == "image":
@@ -132,7 +130,8 @@ class Sources:
         index = 0
         for entry in self._entries():
             if entry.problem is not None:
-                yield Item(index, entry.path, "", path_key(entry.path), None, entry.where, entry.problem)
+                key = path_key(entry.path) if entry.path is not None else ""
+                yield Item(index, entry.path, "", key, None, entry.where, entry.problem)
                 index += 1
                 continue
             key = path_key(entry.path)
@@ -268,10 +267,7 @@ def _manifest_entries(manifest: Path) -> Iterator[_Entry]:
                 yield _Entry(base / text, None, where)
                 continue
             path, boxes, problem = _jsonl_record(text)
-            if problem:
-                yield _Entry(Path(where), None, where, problem)
-            else:
-                yield _Entry(base / path, boxes, where)
+            yield _Entry(base / path if path else None, boxes, where, problem)
 
 
 def _jsonl_record(text: str):
@@ -286,13 +282,13 @@ def _jsonl_record(text: str):
     if boxes is None:
         return record["path"], None, None
     if not isinstance(boxes, list):
-        return None, None, ("bad_boxes", '"boxes" must be a list of [x1, y1, x2, y2]')
+        return record["path"], None, ("bad_boxes", '"boxes" must be a list of [x1, y1, x2, y2]')
     rows = []
     for index, box in enumerate(boxes):
         box = box.get("xyxy") if isinstance(box, dict) else box
         if not (isinstance(box, list) and len(box) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            return None, None, ("bad_boxes", f"box {index} is not [x1, y1, x2, y2] numbers")
+            return record["path"], None, ("bad_boxes", f"box {index} is not [x1, y1, x2, y2] numbers")
         rows.append(box)
     return record["path"], np.asarray(rows, dtype=np.float64).reshape(-1, 4), None
 
