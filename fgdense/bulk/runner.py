@@ -202,8 +202,14 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
             compute(group)
         collect(block=True)
     finally:
-        # On a stop, the write under way finishes (it is all-or-nothing anyway); queued ones are dropped.
+        # On a stop, the write under way finishes (it is all-or-nothing anyway); queued ones are dropped,
+        # and those that finished are counted, so the line an interruption prints is exact.
         writer.shutdown(wait=True, cancel_futures=True)
+        for prepared, future in queue:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                share.written += 1
+                finished()
+        queue.clear()
         bar.close()
     share.seconds["wall"] = time.perf_counter() - started
 
