@@ -90,7 +90,7 @@ def test_two_ranks_write_each_image_once_and_a_killed_run_is_finished_by_the_nex
     assert summary["processes"] == 2 and [p["images"] for p in summary["per_process"]] == [IMAGES // 2] * 2
     assert summary["skipped_complete"] == len(done)
     assert summary["written"] == IMAGES - len(done)
-    assert all(p["written"] > 0 for p in summary["per_process"]) or len(done) > IMAGES // 2
+    assert all(p["written"] > 0 for p in summary["per_process"])  # both ranks had work left, and did it
     after = complete(out)
     assert len(after) == IMAGES  # every image complete, and written once: IMAGES - done writes for as many images
     assert {stem: after[stem] for stem in done} == done  # nothing done was redone
