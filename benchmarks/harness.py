@@ -279,18 +279,20 @@ def describe_architecture(arch: str) -> str:
     return f"{arch}: {ARCHITECTURES[arch].describe()}"
 
 
-def random_model(arch: str, device: torch.device | str, dtype: torch.dtype = torch.float32, seed: int = 0):
+def random_model(arch: str, device: torch.device | str, dtype: torch.dtype = torch.float32, seed: int = 0,
+                 vocab_size: int = SMALL_TEXT_TOWER_VOCAB, text=None):
     """An FG-CLIP 2 model with the vision tower of ``arch`` (a name in :data:`fgdense.config.ARCHITECTURES`),
-    a small text tower, and random weights, built directly in ``dtype`` on ``device``.
+    a small text tower (or ``text``, an :class:`fgdense.config.Architecture`), and random weights, built
+    directly in ``dtype`` on ``device``.
 
     Built on the meta device and filled in place: no second copy of the weights, no slow init.
     """
     from fgdense.config import Architecture, architecture_config
     from fgdense.model import FGCLIP2Model
 
-    text = Architecture(hidden=64, layers=1, heads=2, mlp=128)
+    text = text or Architecture(hidden=64, layers=1, heads=2, mlp=128)
     with torch.device("meta"):
-        model = FGCLIP2Model(architecture_config(arch, SMALL_TEXT_TOWER_VOCAB, text=text))
+        model = FGCLIP2Model(architecture_config(arch, vocab_size, text=text))
     model = model.to(dtype=dtype).to_empty(device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
@@ -302,6 +304,23 @@ def random_model(arch: str, device: torch.device | str, dtype: torch.dtype = tor
             else:  # LayerNorm scales (and the logit scale, unused here)
                 param.fill_(1.0)
     return model.eval()
+
+
+def random_checkpoint(arch: str, folder, seed: int = 0) -> Path:
+    """A checkpoint folder every tool loads (``--model FOLDER``): the vision tower of ``arch`` with random
+    weights, a one-layer text tower of the same width (labels are encoded once per run, so its depth does
+    not matter for speed), a small bilingual tokenizer and the released checkpoints' image processing."""
+    from fgdense.config import ARCHITECTURES, Architecture
+    from fgdense.model.weights import save_checkpoint
+    from fgdense.processing import FGCLIP2ImageProcessor
+    from fgdense.tiny import build_tokenizer
+
+    size = ARCHITECTURES[arch]
+    tokenizer = build_tokenizer()
+    text = Architecture(hidden=size.hidden, layers=1, heads=size.heads, mlp=size.mlp)
+    model = random_model(arch, "cpu", seed=seed, vocab_size=len(tokenizer), text=text)
+    processor = FGCLIP2ImageProcessor(max_num_patches=256, dynamic_max_patches=True, patch_size=16, resample=2)
+    return save_checkpoint(model, folder, tokenizer=tokenizer, processor=processor)
 
 
 def square_grid(patches: int) -> tuple[int, int]:

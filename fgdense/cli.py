@@ -101,6 +101,59 @@ def parser(description: str, *, out_help: str | None = None, out_default: str | 
     return p
 
 
+def bulk_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of the tools that run on any number of images (files, folders, manifests; torchrun)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo images whose outputs are already complete (default: a rerun skips them)")
+    p.add_argument("--coco", metavar="FILE.json",
+                   help="also write one COCO-format file of the whole run's results (pycocotools loads it)")
+    p.add_argument("--summary", metavar="FILE.json", help="also write the run's summary (counts, timings) as JSON")
+    p.add_argument("--workers", default="auto",
+                   help="processes decoding images ahead of the model, per process (default auto: up to 4, "
+                        "from the CPUs each process has; 0 decodes in the model's process)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images of equal patch count per model pass, at most (default 8)")
+    return p
+
+
+def workers_setting(text: str) -> int:
+    """``--workers`` as a number: "auto" is up to 4, leaving one CPU of this process's share to it."""
+    import os
+
+    if text == "auto":
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(0, min(4, cpus // max(1, per_node) - 1))
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise FGDenseError(f"--workers must be auto or a whole number >= 0, got {text!r}")
+    return value
+
+
+def bulk_ending(summary: dict, ranks, out, what: str = "image(s) could not be used") -> int:
+    """A bulk run's last lines (printed by its main process) and exit code: 1 when a file could not be used."""
+    from .bulk.summary import BAD_FILES, describe
+
+    if ranks.main:
+        for line in describe(summary, out):
+            print(line)
+        if "coco" in summary:
+            coco = summary["coco"]
+            print(f"COCO results: {coco['images']} image(s), {coco['annotations']} annotation(s) in {coco['file']}")
+    if not summary["bad"]:
+        return 0
+    message = f"{summary['bad']} of {summary['images']} {what}; the rest are written (list: {out}/{BAD_FILES})"
+    if ranks.world > 1:
+        # torchrun reports any non-zero exit as a crash, with a traceback: at scale bad files are a warning.
+        if ranks.main:
+            print(f"warning: {one_line(message)}", file=sys.stderr)
+        return 0
+    return fail(message)
+
+
 def max_patches_setting(text: str):
     """``--max-patches`` as a task setting: "auto", None (checkpoint) or a checked number."""
     if text == "auto":
@@ -146,5 +199,5 @@ def device_of(name: str):
     return resolve_device(name)
 
 
-__all__ = ["INTERRUPTED", "Status", "device_of", "fail", "max_patches_setting", "one_line", "output_folder", "parser", "run", "status",
-           "threshold_setting"]
+__all__ = ["INTERRUPTED", "Status", "bulk_ending", "bulk_flags", "device_of", "fail", "max_patches_setting", "one_line", "output_folder", "parser", "run", "status",
+           "threshold_setting", "workers_setting"]

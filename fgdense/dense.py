@@ -23,6 +23,7 @@ from typing import Iterable
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .companions import processor_for
 from .config import CPU_DEFAULT_PATCHES, GPU_DEFAULT_PATCHES, check_budget
@@ -141,9 +142,52 @@ def resolve_budget(value, device) -> int | None:
     return default_patch_budget(device) if value == "auto" else value
 
 
+@dataclass
+class ProcessedImage:
+    """An image made ready for the dense pass where that is cheap to do (a DataLoader worker, say).
+
+    ``image`` is the RGB image (pictures, box checks and the guided filter need it), ``pixel_values``
+    its real patch rows (h*w, 3*patch*patch), ``spatial_shape`` (h, w), and ``budget`` the patch cap it
+    was processed at (None: the processor's own choice). Tasks and :func:`dense_features_batch` take it
+    wherever they take an image; one processed at another budget than asked for is processed again.
+    """
+
+    image: Image.Image
+    pixel_values: torch.Tensor
+    spatial_shape: torch.Tensor
+    budget: int | None
+
+    @property
+    def patches(self) -> int:
+        return int(self.pixel_values.shape[0])
+
+
+def process_image(processor, image, cap: int | None) -> ProcessedImage:
+    """Decode (if needed) and process one image for the dense pass at patch cap ``cap`` (see
+    :func:`dense_features_batch`); runs on the CPU and touches no model."""
+    rgb = load_image(image.image if isinstance(image, ProcessedImage) else image)
+    if cap is None:
+        inputs = processor(rgb)
+    else:
+        budget = pick_patch_budget(rgb.height, rgb.width, cap, processor.patch_size)
+        inputs = processor(rgb, max_num_patches=budget, dynamic_max_patches=False)
+    h, w = (int(v) for v in inputs["spatial_shapes"][0])
+    return ProcessedImage(rgb, inputs["pixel_values"][0, : h * w], inputs["spatial_shapes"][0], cap)
+
+
+def rgb_of(image) -> Image.Image:
+    """The RGB image of anything a task takes as an image (a path, PIL image, array or ProcessedImage)."""
+    return image.image if isinstance(image, ProcessedImage) else load_image(image)
+
+
+def loaded(image):
+    """``image`` decoded once: a ProcessedImage as it is, anything else as an RGB PIL image."""
+    return image if isinstance(image, ProcessedImage) else load_image(image)
+
+
 def dense_features_batch(model, images: Iterable, processor=None, max_num_patches: int | str | None = "auto",
                          max_batch_tokens: int | None = None, precision: str = "auto") -> list[DenseFeatures]:
-    """Dense features of several images (paths, PIL images or arrays), each processed alone.
+    """Dense features of several images (paths, PIL images, arrays or :class:`ProcessedImage`), each processed alone.
 
     ``max_num_patches`` is a budget setting (see the module docstring): with a number (or ``"auto"``'s)
     each image gets :func:`pick_patch_budget` of its size under that cap, honoured exactly (the
@@ -152,28 +196,33 @@ def dense_features_batch(model, images: Iterable, processor=None, max_num_patche
     """
     processor = processor_for(model, processor)
     cap = resolve_budget(max_num_patches, model.device)
-    rgb = [load_image(image) for image in images]
-    if cap is None:
-        processed = [processor(im) for im in rgb]
-    else:
-        processed = [processor(im, max_num_patches=pick_patch_budget(im.height, im.width, cap, processor.patch_size),
-                               dynamic_max_patches=False) for im in rgb]
+    ready = [image if isinstance(image, ProcessedImage) and image.budget == cap else process_image(processor, image, cap)
+             for image in images]
     tokens = max_batch_tokens or max(cap or 0, GPU_DEFAULT_PATCHES)
-    return features_of_processed(model, processed, rgb, tokens, precision)
+    return features_of_ready(model, ready, tokens, precision)
+
+
+def features_of_ready(model, ready: list[ProcessedImage], max_batch_tokens: int = GPU_DEFAULT_PATCHES,
+                      precision: str = "auto") -> list[DenseFeatures]:
+    """DenseFeatures of processed images: their real patch rows go into one :func:`dense_grids` call."""
+    if not ready:
+        return []
+    width = max(r.patches for r in ready)
+    values = torch.stack([F.pad(r.pixel_values, (0, 0, 0, width - r.patches)) for r in ready])
+    shapes = torch.stack([r.spatial_shape for r in ready])
+    grids = dense_grids(model, values, shapes, max_batch_tokens, precision)
+    return [DenseFeatures(grid, (r.image.height, r.image.width)) for grid, r in zip(grids, ready)]
 
 
 def features_of_processed(model, processed: list, images: list, max_batch_tokens: int = GPU_DEFAULT_PATCHES,
                           precision: str = "auto") -> list[DenseFeatures]:
     """DenseFeatures of images each processed alone (``processed[i]`` is the processor's output for
     ``images[i]``, an RGB PIL image): only their real patch rows go into one :func:`dense_grids` call."""
-    if not processed:
-        return []
-    lengths = [int(p["spatial_shapes"][0].prod()) for p in processed]
-    width = max(lengths)
-    values = torch.cat([F.pad(p["pixel_values"][:, :n], (0, 0, 0, width - n)) for p, n in zip(processed, lengths)])
-    shapes = torch.cat([p["spatial_shapes"] for p in processed])
-    grids = dense_grids(model, values, shapes, max_batch_tokens, precision)
-    return [DenseFeatures(grid, (im.height, im.width)) for grid, im in zip(grids, images)]
+    ready = []
+    for p, image in zip(processed, images):
+        h, w = (int(v) for v in p["spatial_shapes"][0])
+        ready.append(ProcessedImage(image, p["pixel_values"][0, : h * w], p["spatial_shapes"][0], None))
+    return features_of_ready(model, ready, max_batch_tokens, precision)
 
 
 def dense_features(model, image, processor=None, max_num_patches: int | str | None = "auto",
@@ -191,6 +240,7 @@ def grid_shape_for(height: int, width: int, max_num_patches: int, patch_size: in
 
 
 __all__ = [
-    "DenseFeatures", "budget_setting", "default_patch_budget", "dense_features", "dense_features_batch", "dense_grids",
-    "features_of_processed", "grid_shape_for", "pick_patch_budget", "resolve_budget",
+    "DenseFeatures", "ProcessedImage", "budget_setting", "default_patch_budget", "dense_features", "dense_features_batch",
+    "dense_grids", "features_of_processed", "features_of_ready", "grid_shape_for", "loaded", "pick_patch_budget",
+    "process_image", "resolve_budget", "rgb_of",
 ]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .config import TEXT_LENGTH
 from .errors import FGDenseError
-from .processing.image import load_image
+from .dense import loaded
 from .processing.text import token_count
 from .prompts import check_phrases
 from .regions import RegionTask, cosine, labelled_detections, rounded
@@ -176,7 +176,7 @@ class Grounder(RegionTask):
         settings = self.configured(**overrides)
         phrases = check_phrases(phrases)
         if boxes is None:
-            rgb, arrays, sources = [load_image(image) for image in images], [None] * len(images), [None] * len(images)
+            rgb, arrays, sources = [loaded(image) for image in images], [None] * len(images), [None] * len(images)
         else:
             rgb, arrays, sources = self.prepare(images, boxes)
         text, walks = self.phrase_embeddings(phrases, settings)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .errors import BoxError
 from .model.boxes import validate_boxes
-from .processing.image import load_image
+from .dense import loaded, rgb_of
 from .task import Task
 
 PROBABILITY_SCALE = 100.0  # the official probabilities are softmax(100 * cosine)
@@ -90,17 +90,19 @@ class RegionTask(Task):
     def prepare(self, images: Sequence, boxes: Sequence):
         """Load images and check every box before any model work, so mistakes fail fast.
 
-        Returns the RGB images, the (N_i, 4) arrays and the source ``Detections`` (or None) per image.
+        Returns the images decoded (RGB PIL images, or the :class:`~fgdense.dense.ProcessedImage` given),
+        the (N_i, 4) arrays and the source ``Detections`` (or None) per image.
         """
         check_box_lists(images, boxes)
-        rgb = [load_image(image) for image in images]
+        inputs = [loaded(image) for image in images]
         arrays, sources = [], []
-        for i, (image, image_boxes) in enumerate(zip(rgb, boxes)):
+        for i, (image, image_boxes) in enumerate(zip(inputs, boxes)):
             array, source = as_boxes(image_boxes)
-            validate_boxes(array, (image.height, image.width), what="box" if len(rgb) == 1 else f"image {i} box")
+            size = (rgb_of(image).height, rgb_of(image).width)
+            validate_boxes(array, size, what="box" if len(inputs) == 1 else f"image {i} box")
             arrays.append(array)
             sources.append(source)
-        return rgb, arrays, sources
+        return inputs, arrays, sources
 
     def region_features(self, images: Sequence, boxes: Sequence, progress: bool = False,
                         **overrides) -> list[torch.Tensor]:

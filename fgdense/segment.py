@@ -23,9 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .dense import DenseFeatures
+from .dense import DenseFeatures, loaded, rgb_of
 from .errors import FGDenseError
-from .processing.image import load_image
 from .prompts import check_labels
 from .task import Task, TaskSettings, as_number
 
@@ -260,9 +259,10 @@ class Segmenter(Task):
         labels = check_labels(labels)
         # Checked together: a label that is also a background label is a mistake.
         check_labels(labels + background, "label (including background labels)")
-        rgb = [load_image(im) for im in images]
+        inputs = [loaded(im) for im in images]  # decoded once; a ProcessedImage keeps its processing
+        rgb = [rgb_of(im) for im in inputs]
         text = self.label_embeddings(labels + background, settings)
-        feats = self.image_features(rgb, settings)
+        feats = self.image_features(inputs, settings)
         return [self._decide(f, im, text, labels, background, threshold, settings) for f, im in zip(feats, rgb)]
 
     def _decide(self, feats: DenseFeatures, image, text, labels, background, threshold, settings) -> SegmentationResult:

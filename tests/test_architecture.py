@@ -16,6 +16,7 @@ LAYERS = [
     {"task"},
     {"regions", "segment", "classify", "ground"},
     {"io"},
+    {"bulk"},
     {"evaluation", "train"},
     {"cli"},
     {"demo"},

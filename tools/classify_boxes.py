@@ -2,10 +2,15 @@
 
     python tools/classify_boxes.py IMAGE --boxes boxes.json --labels cat "杯子|cup" dog [--model CKPT]
         [--out classify_out] [--top-k 5] [--templates] [--max-patches checkpoint] [--no-png] [--font PATH]
+    python tools/classify_boxes.py manifest.jsonl --labels ... [--coco relabelled.json] [--overwrite] [--workers auto]
+    torchrun --nproc_per_node 8 tools/classify_boxes.py manifest.jsonl --labels ...   # a share of the images each
 
 boxes.json: a list of [x1, y1, x2, y2] in image pixels (or of {"xyxy": [...]} objects, or the JSON this
-tool writes). Writes into --out (default ./classify_out) NAME.json (per box: best label, its probability
-softmax(100 * cosine), cosine, top-k) and NAME.png, the labelled boxes (unless --no-png).
+tool writes), for one image. For many images, a JSONL manifest gives each its boxes: one
+{"path": "img.jpg", "boxes": [[x1, y1, x2, y2], ...]} a line. Writes into --out (default ./classify_out)
+NAME.json (per box: best label, its probability softmax(100 * cosine), cosine, top-k) and NAME.png, the
+labelled boxes (unless --no-png). Run again, it skips the images whose outputs are complete; --coco writes
+one COCO file of every relabelled box.
 """
 
 import sys
@@ -19,62 +24,75 @@ from fgdense import cli  # noqa: E402
 def parse_args(argv):
     parser = cli.parser(__doc__.splitlines()[0], out_help="output folder (created; default ./classify_out)",
                         out_default="classify_out", max_patches="checkpoint", font=True)
-    parser.add_argument("image", help="image file")
-    parser.add_argument("--boxes", required=True, help="JSON file of [x1, y1, x2, y2] pixel boxes")
+    parser.add_argument("images", nargs="+", help="image file (with --boxes), or JSONL manifests of images and boxes, "
+                                                  "folders or more images")
+    parser.add_argument("--boxes", help="JSON file of [x1, y1, x2, y2] pixel boxes of the one image given")
     parser.add_argument("--labels", nargs="*", default=[], help='labels; "cat|猫" averages synonyms')
     parser.add_argument("--labels-file", help="text file with one label per line (added to --labels)")
     parser.add_argument("--top-k", type=int, default=5, help="labels listed per box (default 5)")
     parser.add_argument("--templates", action="store_true", help="average prompt templates (a photo of a ...)")
     parser.add_argument("--no-png", action="store_true", help="write the JSON only")
+    cli.bulk_flags(parser)
     return parser.parse_args(argv)
 
 
-def work(argv) -> int:
-    args = parse_args(argv)
-    from fgdense.errors import FGDenseError, LabelError
-    from fgdense.io.files import check_output_folder, check_outputs
+def check_args(args):
+    """Every user mistake, found before the model loads and before anything is written."""
+    from fgdense.bulk.command import plan
+    from fgdense.errors import BoxError, FGDenseError, LabelError
+    from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font
     from fgdense.io.inputs import read_boxes_file, read_lines_file
+    from fgdense.io.sources import Sources
     from fgdense.model.boxes import validate_boxes
     from fgdense.processing.image import load_image
     from fgdense.prompts import check_labels
 
-    # Every user mistake is found before the model loads and before anything is written.
     labels = list(args.labels) + (read_lines_file(args.labels_file) if args.labels_file else [])
     if not labels:
         raise LabelError("give at least one label: --labels L1 L2 ... or --labels-file FILE")
     labels = check_labels(labels)
     if args.top_k < 1:
         raise FGDenseError("--top-k must be at least 1")
-    image = load_image(args.image)
-    boxes = read_boxes_file(args.boxes)
-    validate_boxes(boxes, (image.height, image.width))
+    workers = cli.workers_setting(args.workers)
+    sources = Sources(args.images)
+    boxes = read_boxes_file(args.boxes) if args.boxes else None
+    if boxes is not None:  # one image with its boxes: checked now, as everything else is
+        sources.give_boxes(boxes)
+        image = load_image(args.images[0])
+        validate_boxes(boxes, (image.height, image.width))
+    elif not any(path.suffix.lower() == ".jsonl" for path in sources.manifests):
+        raise BoxError("give the boxes: --boxes FILE for one image, or a JSONL manifest with each image's boxes "
+                       '({"path": ..., "boxes": [[x1, y1, x2, y2], ...]} a line)')
     budget = cli.max_patches_setting(args.max_patches)
     out = check_output_folder(args.out)
-    json_path, png_path = out / f"{Path(args.image).stem}.json", None if args.no_png else out / f"{Path(args.image).stem}.png"
-    check_outputs({"JSON output": json_path, "picture": png_path},
-                  {"image": args.image, "boxes file": args.boxes, "labels file": args.labels_file}, folders=False)
+    options = plan(sources, out, "classify", not args.no_png, coco=args.coco, summary=args.summary, workers=workers,
+                   batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet,
+                   also={"boxes file": args.boxes, "labels file": args.labels_file})
     font = None if args.no_png else choose_font(labels, args.font)
+    return labels, budget, sources, font, options
+
+
+def work(argv) -> int:
+    args = parse_args(argv)
+    labels, budget, sources, font, options = check_args(args)
     device = cli.device_of(args.device)
 
+    from fgdense.bulk.command import execute
+    from fgdense.bulk.jobs import ClassifyJob
     from fgdense.classify import BoxClassifier
-    from fgdense.io.box_pictures import draw_boxes, score_labels
-    from fgdense.io.outputs import write_result
+    from fgdense.dense import resolve_budget
 
-    classifier = BoxClassifier.from_pretrained(args.model, device=device, max_num_patches=budget,
-                                               templates=args.templates, top_k=args.top_k,
-                                               precision=args.precision, text_mask=args.text_mask)
-    result = classifier.classify(image, boxes, labels)
-    picture = None
-    if png_path:
-        found = result.to_detections()
-        picture = draw_boxes(image, found, score_labels(found.data["class_name"], found.confidence), font=font)
-    payload = {"image": str(args.image), "image_size_hw": [image.height, image.width], "model": args.model,
-               **result.to_json()}
-    with cli.output_folder(out):
-        write_result(json_path, payload, png_path, picture)
-    print(f"{len(boxes)} boxes labelled: {json_path}" + (f", {png_path}" if png_path else ""))
-    return 0
+    def make_job(device):
+        classifier = BoxClassifier.from_pretrained(args.model, device=device, max_num_patches=budget,
+                                                   templates=args.templates, top_k=args.top_k,
+                                                   precision=args.precision, text_mask=args.text_mask,
+                                                   batch_size=options.batch_size)
+        return ClassifyJob(classifier, options.out, labels, pictures=not args.no_png, font=font, model_name=args.model,
+                           cap=resolve_budget(budget, device))
+
+    summary, ranks = execute(make_job, sources, options, device, cli.status)
+    return cli.bulk_ending(summary, ranks, options.out)
 
 
 def main(argv=None) -> int:

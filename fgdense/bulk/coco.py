@@ -1,0 +1,76 @@
+"""One COCO-format file for a whole run: the form pseudo-label pipelines consume, loadable by pycocotools.
+
+A COCO dataset (``info``, ``categories``, ``images``, ``annotations``): ``categories`` are the run's labels
+(or phrases), category id k + 1 for the k-th (as in the segmentation label maps, where 0 is background);
+``images`` every image with complete outputs, its id its index in the run plus one; ``annotations`` per
+image: for segmentation one per label present, its mask as COCO RLE, ``score`` the mean score over the
+mask; for box classification one per box, ``score`` the best label's probability (``cosine`` too); for
+grounding one per phrase with a box, ``score`` its cosine. Every annotation has ``bbox`` (x, y, w, h),
+``area`` and ``iscrowd`` 0, so ``pycocotools.coco.COCO(path)`` loads it, and its annotation list is also
+a valid results list for ``COCO.loadRes``.
+
+Built from the images' JSON outputs, not from memory, so it always equals the per-image files, images
+an earlier run finished included. Each process writes its share's part (:func:`write_part`) in index
+order; the main process merges the parts (:func:`merge_parts`), streaming, and removes them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..io.files import write_all
+
+
+def part_path(coco: Path, rank: int) -> Path:
+    return coco.with_name(f".{coco.name}.rank{rank}.part")
+
+
+def write_part(path: Path, rows: Iterable[tuple[dict, list[dict]]]) -> int:
+    """Write one process's (image entry, annotations) rows, in index order; returns how many."""
+    count = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for image, annotations in rows:
+            f.write(json.dumps({"image": image, "annotations": annotations}, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _rows(parts: list[Path]) -> Iterator[dict]:
+    """Every part's rows merged by image id (each part is already in id order)."""
+    def read(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+    return heapq.merge(*(read(p) for p in parts), key=lambda row: row["image"]["id"])
+
+
+def merge_parts(coco: Path, parts: list[Path], categories: list[str], info: dict) -> dict:
+    """Write the COCO file from the processes' parts (all-or-nothing) and remove the parts; returns counts."""
+    counts = {"images": 0, "annotations": 0}
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            head = {"info": info, "categories": [{"id": k + 1, "name": name} for k, name in enumerate(categories)]}
+            f.write(json.dumps(head, ensure_ascii=False)[:-1] + ',\n"images": [')
+            for n, row in enumerate(_rows(parts)):  # first pass: the images
+                f.write(("," if n else "") + "\n" + json.dumps(row["image"], ensure_ascii=False))
+                counts["images"] += 1
+            f.write('\n],\n"annotations": [')
+            for row in _rows(parts):  # second pass: their annotations, numbered in order
+                for annotation in row["annotations"]:
+                    counts["annotations"] += 1
+                    entry = {"id": counts["annotations"], "image_id": row["image"]["id"], **annotation}
+                    f.write(("," if counts["annotations"] > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False))
+            f.write("\n]}\n")
+
+    write_all([(coco, write)])
+    for part in parts:
+        part.unlink()
+    return counts
+
+
+__all__ = ["merge_parts", "part_path", "write_part"]

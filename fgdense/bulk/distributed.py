@@ -1,0 +1,83 @@
+"""The processes of a ``torchrun`` launch: which one this is, its device, and the few collective steps a run needs.
+
+``torchrun`` (one node or several: ``--nnodes``, ``--rdzv-endpoint``) starts the processes and sets
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; this module only joins them: gloo on CPUs, nccl on GPUs with
+one GPU per process (``cuda:LOCAL_RANK``). Without ``torchrun`` a run is one process and nothing here
+talks to anyone.
+
+Processes meet only at the end of a run (to merge counts and the COCO file), so the process group gets a
+long timeout: a process whose share was mostly done by an earlier run waits for the others' real work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+WAIT_FOR_OTHERS = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the run: ``rank`` of ``world`` processes, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> str:
+        return f"rank {self.rank} of {self.world}" if self.world > 1 else "one process"
+
+
+def launched_world() -> int:
+    """How many processes ``torchrun`` started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def join(device: torch.device) -> tuple[torch.device, Ranks]:
+    """Join the ``torchrun`` process group, if there is one: this process's device and place in it."""
+    world = launched_world()
+    if world <= 1:
+        return device, Ranks()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend, timeout=WAIT_FOR_OTHERS)
+    return device, Ranks(torch.distributed.get_rank(), torch.distributed.get_world_size(), local)
+
+
+def leave() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _active() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
+
+
+def barrier() -> None:
+    if _active():
+        torch.distributed.barrier()
+
+
+def gather(value) -> list:
+    """``value`` of every process, in rank order (every process gets the list)."""
+    if not _active():
+        return [value]
+    values = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
+__all__ = ["Ranks", "barrier", "gather", "join", "launched_world", "leave"]

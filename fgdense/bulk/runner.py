@@ -1,0 +1,248 @@
+"""A job over a run's images: this process's share, decoded ahead in DataLoader workers, resumable.
+
+The pipeline of one process (one ``torchrun`` rank, or the only process):
+
+1. the sources are read lazily and every ``world``-th image is this process's (:func:`fgdense.io.sources.shard`);
+2. a DataLoader's workers check whether each image's outputs are already complete (then it is skipped),
+   decode it, check its boxes and process it for the dense pass (:class:`fgdense.bulk.jobs.Preparer`),
+   while the model works on earlier ones; a file that cannot be used is counted by reason, never fatal;
+3. images of equal patch count are grouped (:class:`Batcher`) and the task runs on each group;
+4. one writer thread renders pictures and writes each image's files all-or-nothing, while the model
+   goes on with the next group.
+
+What is in flight when a run stops (a crash, Ctrl-C, a killed node) is at most one group waiting for the
+model, the writer's queue and the workers' read-ahead: everything written before is complete and the
+next run skips it. At the end the processes merge their counts (and, if asked, their COCO parts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import OutputError
+from ..io.files import write_json
+from ..io.sources import Sources, shard
+from . import coco as coco_file
+from .distributed import Ranks, gather
+from .jobs import Job, Prepared, Preparer, outputs_complete, run_hash
+from .summary import ShareCounts, describe, merge, write_bad_list
+
+# One writer thread: enough to overlap writing with the model, and fonts (FreeType faces) must not be
+# used by two threads at once.
+WRITE_THREADS = 1
+WRITE_QUEUE = 2  # results waiting for the writer before the model waits for it
+
+
+@dataclass
+class RunOptions:
+    """How a bulk run goes: ``out`` folder; ``workers`` decoding processes (0: decode in this process);
+    ``batch_size`` images and ``max_batch_tokens`` patches per model pass at most; ``overwrite`` redoes
+    images whose outputs are complete; ``coco`` the COCO results file to write (or None); ``summary`` a
+    JSON file for the run's summary (or None); ``total`` the number of items in the run (for progress);
+    ``reserved`` file names in ``out`` no image output may take."""
+
+    out: Path
+    workers: int = 0
+    batch_size: int = 8
+    max_batch_tokens: int = 16384
+    overwrite: bool = False
+    coco: Path | None = None
+    summary: Path | None = None
+    progress: bool = True
+    total: int | None = None
+    reserved: tuple[str, ...] = ()
+
+
+class Batcher:
+    """Groups prepared images of equal patch count for the model.
+
+    A group goes to the model when it holds ``batch_size`` images or another would take it past
+    ``max_tokens`` patches; when more than ``batch_size`` images of mixed sizes wait, the largest group
+    goes, so at most ``batch_size`` images are ever held back.
+    """
+
+    def __init__(self, batch_size: int, max_tokens: int):
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.groups: dict[int, list[Prepared]] = {}
+
+    def add(self, prepared: Prepared) -> list[list[Prepared]]:
+        length = prepared.image.patches
+        group = self.groups.setdefault(length, [])
+        group.append(prepared)
+        if len(group) >= self.batch_size or (len(group) + 1) * length > self.max_tokens:
+            return [self.groups.pop(length)]
+        if sum(len(g) for g in self.groups.values()) > self.batch_size:
+            largest = max(self.groups, key=lambda n: n * len(self.groups[n]))
+            return [self.groups.pop(largest)]
+        return []
+
+    def drain(self) -> list[list[Prepared]]:
+        groups, self.groups = list(self.groups.values()), {}
+        return groups
+
+
+class _Items(torch.utils.data.Sampler):
+    """The DataLoader's "indices" are the items themselves, drawn lazily from the sources: the worker
+    gets everything it needs with each, and no list of the share is ever built."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
+
+
+class _Prepare(torch.utils.data.Dataset):
+    def __init__(self, preparer: Preparer):
+        self.preparer = preparer
+
+    def __getitem__(self, item):
+        return self.preparer.prepare(item)
+
+
+def _as_is(value):
+    return value
+
+
+def share_size(total: int | None, ranks: Ranks) -> int | None:
+    return None if total is None else len(range(ranks.rank, total, ranks.world))
+
+
+def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(), status=None) -> dict:
+    """Run ``job`` on this process's share of ``sources``; every process returns the run's merged summary.
+
+    ``status`` (a :class:`fgdense.cli.Status`) counts the finished images, for the line an interruption
+    prints. The main process also writes the bad-file list, the COCO file and the summary file.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    out = Path(options.out)
+    preparer = job.preparer(options.overwrite)
+    share = ShareCounts(rank=ranks.rank, images=share_size(options.total, ranks) or 0)
+    if status is not None:
+        status.start(share_size(options.total, ranks), "image",
+                     f"outputs are in {out}; the same command again skips the finished images")
+    mine = lambda: shard(sources.items(job.output_files, options.reserved), ranks.rank, ranks.world)  # noqa: E731
+    loader = torch.utils.data.DataLoader(
+        _Prepare(preparer), sampler=_Items(mine), batch_size=None, collate_fn=_as_is, num_workers=options.workers,
+        prefetch_factor=2 if options.workers else None)
+    batcher = Batcher(options.batch_size, options.max_batch_tokens)
+    writer = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="fgdense-writer")
+    queue: deque = deque()
+    desc = job.kind + (f" ({ranks.describe()})" if ranks.world > 1 else "")
+    bar = tqdm(total=share_size(options.total, ranks), desc=desc, unit="img",
+               disable=not (options.progress and ranks.main))
+
+    def finished(count: int = 1) -> None:
+        if status is not None:
+            status.done += count
+        bar.update(count)
+
+    def timed_write(prepared, result):
+        start = time.perf_counter()
+        job.write(prepared, result)
+        share.seconds["write"] += time.perf_counter() - start
+
+    def collect(block: bool) -> None:
+        while queue and (block or len(queue) > WRITE_QUEUE or queue[0][1].done()):
+            prepared, future = queue.popleft()
+            try:
+                future.result()
+            except OutputError:
+                raise  # the output folder cannot be written (a full disk): no later image could be either
+            except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file
+                share.add_bad(prepared.item, "write_failed", f"{type(err).__name__}: {err}")
+            else:
+                share.written += 1
+            finished()
+
+    def compute(group: list[Prepared]) -> None:
+        start = time.perf_counter()
+        try:
+            results = job.compute(group)
+        except Exception as err:  # noqa: BLE001  one image the model fails on must not stop a run
+            if len(group) > 1:  # find it: each image of the group alone
+                share.seconds["model"] += time.perf_counter() - start
+                for prepared in group:
+                    compute([prepared])
+                return
+            share.add_bad(group[0].item, "model_failed", f"{type(err).__name__}: {err}")
+            finished()
+            return
+        share.seconds["model"] += time.perf_counter() - start
+        for prepared, result in zip(group, results):
+            queue.append((prepared, writer.submit(timed_write, prepared, result)))
+            collect(block=False)
+
+    try:
+        waiting_since = time.perf_counter()
+        for prepared in loader:
+            waited = time.perf_counter() - waiting_since
+            # Without workers the decoding happened inside that wait: count it once, as decoding.
+            share.seconds["waiting"] += waited if options.workers else max(0.0, waited - prepared.seconds)
+            share.seconds["decode"] += prepared.seconds
+            if prepared.state == "skipped":
+                share.skipped += 1
+                finished()
+            elif prepared.state == "bad":
+                share.add_bad(prepared.item, prepared.reason, prepared.detail)
+                finished()
+            else:
+                for group in batcher.add(prepared):
+                    compute(group)
+            waiting_since = time.perf_counter()
+        for group in batcher.drain():
+            compute(group)
+        collect(block=True)
+    finally:
+        # On a stop, the write under way finishes (it is all-or-nothing anyway); queued ones are dropped,
+        # and those that finished are counted, so the line an interruption prints is exact.
+        writer.shutdown(wait=True, cancel_futures=True)
+        for prepared, future in queue:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                share.written += 1
+                finished()
+        queue.clear()
+        bar.close()
+    share.seconds["wall"] = time.perf_counter() - started
+
+    if options.coco is not None:
+        coco_file.write_part(coco_file.part_path(Path(options.coco), ranks.rank), _coco_rows(job, preparer, mine()))
+    shares = gather(share)  # every process waits here for the others (and for their COCO parts)
+    summary = merge(shares)
+    if ranks.main:
+        write_bad_list(out, shares)
+        if options.coco is not None:
+            coco = Path(options.coco)
+            parts = [coco_file.part_path(coco, rank) for rank in range(ranks.world)]
+            info = {"description": f"fgdense {job.kind} results", "model": job.model_name, "output_folder": str(out)}
+            summary["coco"] = {"file": str(coco), **coco_file.merge_parts(coco, parts, job.categories(), info)}
+        if options.summary is not None:
+            write_json(options.summary, summary)
+    return summary
+
+
+def _coco_rows(job: Job, preparer: Preparer, items):
+    """(image entry, annotations) of every image of this share whose outputs are complete, from its JSON."""
+    import json
+
+    for item in items:
+        if item.problem is not None:
+            continue
+        paths = [preparer.out / name for name in job.output_files(item.name)]
+        if not outputs_complete(paths, run_hash(preparer.settings, item)):
+            continue
+        payload = json.loads((preparer.out / f"{item.name}.json").read_text(encoding="utf-8"))
+        (height, width), annotations = job.coco_annotations(payload)
+        image = {"id": item.index + 1, "file_name": payload["image"], "height": height, "width": width}
+        yield image, annotations
+
+
+__all__ = ["Batcher", "RunOptions", "describe", "run", "share_size"]
