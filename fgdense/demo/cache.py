@@ -19,8 +19,7 @@ import threading
 from collections import OrderedDict
 from typing import Callable, Sequence
 
-from ..dense import DenseFeatures, resolve_budget
-from ..processing.image import load_image
+from ..dense import DenseFeatures, resolve_budget, rgb_of
 
 DEFAULT_CAPACITY = 6  # images x budgets; 16384 patches x 1152 dims in fp32 is ~75 MB an entry
 
@@ -91,7 +90,7 @@ class CachedFeatures:
 
     def image_features(self, images: Sequence, settings=None) -> list[DenseFeatures]:
         settings = settings or self.settings
-        rgb = [load_image(image) for image in images]
+        rgb = [rgb_of(image) for image in images]  # paths, arrays and ProcessedImages alike
         # The budget as it resolves on this device, so "auto" and 1024 on a CPU share their entry; the
         # model and processor are part of the key, so a cache shared by mistake never mixes models.
         context = (id(self.model), id(self.processor), resolve_budget(settings.max_num_patches, self.model.device),
