@@ -12,7 +12,6 @@ from fgdense.dense import pick_patch_budget
 from fgdense.devices import resolve_device
 from fgdense.errors import DeviceError, FGDenseError, OutputError
 from fgdense.io.files import check_outputs, write_all, write_text
-from fgdense.io.inputs import output_stems
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = sorted((ROOT / "tools").glob("*.py"))
@@ -33,10 +32,6 @@ def test_the_api_refuses_cuda_on_a_machine_without_it():
 
     with pytest.raises(FGDenseError, match="CUDA is not available"):
         Segmenter.from_pretrained("never-loaded", device="cuda")
-
-
-def test_output_stems_never_collide():
-    assert output_stems([Path("a/x.jpg"), Path("b/x.jpg"), Path("c/x-2.jpg")]) == ["x", "x-2", "x-2-2"]
 
 
 def test_outputs_on_an_input_or_on_each_other_are_refused(tmp_path):

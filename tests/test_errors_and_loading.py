@@ -4,10 +4,8 @@ import json
 import shutil
 import warnings
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from conftest import CHECKPOINT, FIXTURE

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgdense.io.inputs import expand_inputs
-from fgdense.io.outputs import segment_files
+from fgdense.io.outputs import write_segmentation
 from test_segment import BLUE, GREEN, RED, PlantedSegmenter, iou, planted_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +37,9 @@ def test_planted_signal_through_the_written_files(tmp_path):
     image.save(tmp_path / "scene.png")
     segmenter = PlantedSegmenter({"红色方块": RED, "blue disc": BLUE, "green": GREEN}, threshold=0.5)
     labels = ["红色方块", "blue disc"]
-    report = segment_files(segmenter, expand_inputs([tmp_path / "scene.png"]), labels, tmp_path / "out", progress=False)
-    assert not report.failed
+    (tmp_path / "out").mkdir()
+    result = segmenter.segment(tmp_path / "scene.png", labels)
+    write_segmentation(image, result, tmp_path / "out", "scene", extra_json={"image": str(tmp_path / "scene.png")})
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted("scene" + suffix for suffix in OUTPUTS)  # and no temporary files left
     data = json.loads((tmp_path / "out" / "scene.json").read_text(encoding="utf-8"))
@@ -58,25 +58,6 @@ def test_planted_signal_through_the_written_files(tmp_path):
         assert ((values == k + 1) == decode(seg["rle"])).all()
     assert Image.open(tmp_path / "out" / "scene_overlay.png").width > image.width  # image + legend strip
     assert Image.open(tmp_path / "out" / "scene_heatmaps.png").size[0] >= 2 * image.width  # two panels
-
-
-def test_a_broken_file_is_reported_and_the_others_are_written(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    image, _ = planted_scene()
-    image.save(folder / "a.png")
-    image.save(folder / "c.png")
-    data = (folder / "a.png").read_bytes()
-    (folder / "b.png").write_bytes(data[: len(data) // 3])  # a valid header, truncated pixel data
-    (folder / "notes.txt").write_text("not an image")  # not an image suffix: not picked up
-    paths = expand_inputs([folder])
-    assert [p.name for p in paths] == ["a.png", "b.png", "c.png"]
-    segmenter = PlantedSegmenter({"red": RED}, threshold=0.5)
-    report = segment_files(segmenter, paths, ["red"], tmp_path / "out", progress=False)
-    assert list(report.failed) == [str(folder / "b.png")]
-    assert sorted(Path(p).name for p in report.written) == ["a.png", "c.png"]
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(s + x for s in ("a", "c") for x in OUTPUTS)
 
 
 def test_the_title_command_runs_on_a_real_photograph(tmp_path, tiny_checkpoint):
@@ -170,16 +151,6 @@ def test_bad_input_as_a_real_process_exits_non_zero_without_traceback(tmp_path):
     assert run.returncode != 0
     assert run.stderr.strip() == "error: image missing.jpg does not exist"
     assert list(tmp_path.iterdir()) == []
-
-
-def test_the_same_image_twice_is_segmented_once_and_counted_right(tmp_path, capsys, monkeypatch):
-    planted_scene()[0].save(tmp_path / "a.png")
-    monkeypatch.chdir(tmp_path)
-    paths = expand_inputs(["a.png", str(tmp_path / "a.png"), "."])
-    assert paths == [Path("a.png")]
-    report = segment_files(PlantedSegmenter({"red": RED}, threshold=0.5), paths, ["red"], tmp_path / "out",
-                           progress=False)
-    assert report.files_written == 4 and len(report.written) == 1
 
 
 def test_no_png_writes_the_data_outputs_only(tmp_path, monkeypatch, tiny_checkpoint):

@@ -32,8 +32,8 @@ def write_part(path: Path, rows: Iterable[tuple[dict, list[dict]]]) -> int:
     """Write one process's (image entry, annotations) rows, in index order; returns how many."""
     count = 0
     with open(path, "w", encoding="utf-8") as f:
-        for image, annotations in rows:
-            f.write(json.dumps({"image": image, "annotations": annotations}, ensure_ascii=False) + "\n")
+        for image, image_annotations in rows:
+            f.write(json.dumps({"image": image, "annotations": image_annotations}, ensure_ascii=False) + "\n")
             count += 1
     return count
 

@@ -54,11 +54,10 @@ def _cmap(path: str) -> frozenset[int] | None:
     from fontTools.ttLib import TTCollection, TTFont
 
     try:
-        if path.lower().endswith((".ttc", ".otc")):
-            font = TTCollection(path).fonts[0]
-        else:
-            font = TTFont(path, lazy=True)
-        return frozenset((font.getBestCmap() or {}).keys())
+        collection = path.lower().endswith((".ttc", ".otc"))
+        with (TTCollection(path) if collection else TTFont(path, lazy=True)) as opened:
+            font = opened.fonts[0] if collection else opened
+            return frozenset((font.getBestCmap() or {}).keys())
     except Exception:  # any parse failure means: not a font we can use
         return None
 

@@ -7,17 +7,12 @@ anything is written, so a rendering error writes nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
-from ..errors import ImageLoadError
-from ..processing.image import load_image
 from ..segment import SegmentationResult
-from .files import check_outputs, write_all, write_picture, write_text
-from .inputs import output_stems
+from .files import write_all, write_picture, write_text
 from .segment_pictures import heatmap_grid, label_map_image, overlay
 
 SEGMENTATION_OUTPUTS = ("overlay", "heatmaps", "label_map", "json")
@@ -57,50 +52,4 @@ def write_result(json_path, payload: dict, png_path=None, picture: Image.Image |
     write_all(writes)
 
 
-@dataclass
-class FilesReport:
-    """What :func:`segment_files` did: the outputs per image and the images it could not read."""
-
-    written: dict[str, dict[str, Path]] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def files_written(self) -> int:
-        return sum(len(paths) for paths in self.written.values())
-
-
-def segment_files(segmenter, paths: Sequence[Path], labels: Sequence[str], out_dir, font: str | None = None,
-                  progress: bool = True, extra_json: dict | None = None, pictures: bool = True, status=None,
-                  **overrides) -> FilesReport:
-    """Segment image files and write each one's outputs into ``out_dir`` (see :func:`write_segmentation`).
-
-    One image at a time, so one unreadable file is recorded in ``failed`` and the rest still run. No
-    output may be one of the input images (checked for the whole set before any work). ``status`` (a
-    :class:`fgdense.cli.Status`) counts the images finished, for the line an interruption prints.
-    """
-    from tqdm.auto import tqdm
-
-    out = Path(out_dir)
-    stems = output_stems(paths)
-    planned = [("output", p) for stem in stems for p in segmentation_paths(out, stem, pictures).values()]
-    check_outputs(planned, {"input image": list(paths)}, folders=False)
-    report = FilesReport()
-    bar = tqdm(list(zip(paths, stems)), desc="segmenting", unit="img", disable=not progress)
-    for path, stem in bar:
-        try:
-            image = load_image(path)
-        except ImageLoadError as err:
-            report.failed[str(path)] = str(err)
-            continue
-        result = segmenter.segment(image, labels, **overrides)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {"image": str(path), **(extra_json or {})}
-        report.written[str(path)] = write_segmentation(image, result, out, stem, font=font, extra_json=meta,
-                                                       pictures=pictures)
-        if status is not None:
-            status.done += 1
-    return report
-
-
-__all__ = ["FilesReport", "SEGMENTATION_OUTPUTS", "segment_files", "segmentation_paths", "write_result",
-           "write_segmentation"]
+__all__ = ["SEGMENTATION_OUTPUTS", "segmentation_paths", "write_result", "write_segmentation"]
