@@ -132,6 +132,16 @@ class FGCLIP2Model(nn.Module):
         return self.logit_scale.dtype
 
     # ------------------------------------------------------------------ vision
+    def vision_outputs(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None):
+        """One vision-tower pass: ``.pooler_output`` (B, D), the global embedding before normalisation,
+        and ``.last_hidden_state`` (B, N, D), the input of the dense-feature head.
+
+        For callers that need both from one pass (training uses the global embedding and the dense
+        features of the same images); :meth:`get_image_features` and :meth:`vision_hidden_states`
+        each return one of them.
+        """
+        return self._vision(pixel_values, pixel_attention_mask, spatial_shapes)
+
     def _vision(self, pixel_values, pixel_attention_mask, spatial_shapes):
         if pixel_attention_mask is None:
             pixel_attention_mask = torch.ones(pixel_values.shape[:2], dtype=torch.long, device=pixel_values.device)
