@@ -12,13 +12,19 @@ TINY_CONFIG = REPO / "configs" / "train" / "tiny.py"
 TEST_SETTINGS = dict(batch_size=4, lr=2e-3, warmup_iters=4)
 
 
-def make_setup(root: Path, num_en: int = 24, num_cn: int = 24, layers: int = 1) -> tuple[Path, dict]:
+def make_world(root: Path, num_train: int = 24, num_val: int = 0, seed: int = 0, **changes) -> dict:
+    """A small shapes world (every training image has an English and a Chinese FineHARD record)."""
+    from fgdense.train.shapes_world import make_shapes_world
+
+    return make_shapes_world(root, num_train=num_train, num_val=num_val, seed=seed, **changes)
+
+
+def make_setup(root: Path, num_train: int = 24, layers: int = 1) -> tuple[Path, dict]:
+    """A tiny checkpoint and the FineHARD part of a small shapes world (``ann_file``, ``image_root``, ...)."""
     from fgdense.model.tiny import make_tiny_checkpoint
-    from fgdense.train.synthetic import make_finehard_dataset
 
     checkpoint = make_tiny_checkpoint(root / "ckpt", seed=0, hidden=32, layers=layers, heads=2)
-    data = make_finehard_dataset(root / "data", num_en=num_en, num_cn=num_cn, seed=0)
-    return checkpoint, data
+    return checkpoint, make_world(root / "data", num_train=num_train)["finehard"]
 
 
 def make_config(checkpoint, data: dict, work_dir, max_iters: int, **options):

@@ -1,6 +1,7 @@
 """The mmengine model wrapper: objectives on/off, freezing, per-module learning rates, checkpointing."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,13 +9,13 @@ import torch
 from fgdense import FGCLIP2ImageProcessor, load_tokenizer
 from fgdense.train.data import FineHARDCollator, FineHARDDataset
 from fgdense.train.model import FGCLIP2Stage2
-from fgdense.train.synthetic import make_finehard_dataset
+from _train_helpers import make_world
 
 
 @pytest.fixture(scope="module")
 def batch(tiny_checkpoint, tmp_path_factory):
-    data = make_finehard_dataset(tmp_path_factory.mktemp("finehard"), num_en=4, num_cn=0, seed=2)
-    ds = FineHARDDataset(data["ann_file"], data["image_root"], data["image_root_cn"], max_boxes=2, progress=False)
+    data = make_world(tmp_path_factory.mktemp("world"), num_train=4, seed=2)["finehard"]
+    ds = FineHARDDataset(Path(data["ann_file"], "en.jsonl"), data["image_root"], max_boxes=2, progress=False)
     collate = FineHARDCollator(load_tokenizer(tiny_checkpoint), FGCLIP2ImageProcessor.from_pretrained(tiny_checkpoint))
     return collate([ds[i] for i in range(4)])
 
@@ -103,3 +104,4 @@ def test_start_from_siglip2_and_export(tmp_path, batch):
     loaded = FGCLIP2Model.from_pretrained(exported)
     assert torch.equal(loaded.boxtext_head.weight, model.model.boxtext_head.weight.detach())
     assert load_tokenizer(exported)("red mug")["input_ids"] == load_tokenizer(folder)("red mug")["input_ids"]
+

@@ -31,7 +31,7 @@ def assert_same(a, b, what):
 
 @pytest.mark.slow
 def test_resume_matches_uninterrupted_run(tmp_path):
-    checkpoint, data = make_setup(tmp_path, num_en=8, num_cn=8)
+    checkpoint, data = make_setup(tmp_path, num_train=8)
     full = tmp_path / "full"
     cfg = make_config(checkpoint, data, full, STEPS)
     cfg.default_hooks.checkpoint.interval = STOP
