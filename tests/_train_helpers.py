@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "train" / "tiny.py"
+COCO_TINY_CONFIG = REPO / "configs" / "train" / "coco_tiny.py"
 # Small enough for a shared 2-core machine: 1 layer, 32 wide, 4 images and at most 2 boxes per image.
 TEST_SETTINGS = dict(batch_size=4, lr=2e-3, warmup_iters=4)
 
@@ -42,6 +43,23 @@ def make_config(checkpoint, data: dict, work_dir, max_iters: int, **options):
     cfg.work_dir = str(work_dir)
     cfg.launcher = "none"
     # mmengine keeps loggers by experiment name: give every run its own.
+    cfg.experiment_name = f"test_{uuid.uuid4().hex[:8]}"
+    return resolve_settings(cfg)
+
+
+def make_coco_config(checkpoint, world: dict, work_dir, max_iters: int, **options):
+    """configs/train/coco_tiny.py on a shapes world's COCO training file, as tools/train_stage2.py resolves it."""
+    from mmengine.config import Config
+
+    from fgdense.train.runner import resolve_settings
+
+    cfg = Config.fromfile(str(COCO_TINY_CONFIG))
+    cfg.merge_from_dict(dict(checkpoint=str(checkpoint), max_iters=max_iters, ann_file=world["train_ann"],
+                             image_root=world["train_images"], **options))
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = max_iters
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = "none"
     cfg.experiment_name = f"test_{uuid.uuid4().hex[:8]}"
     return resolve_settings(cfg)
 
