@@ -7,15 +7,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from _train_helpers import REPO, make_world
-from fgdense import FGCLIP2ImageProcessor, load_tokenizer
+from _train_helpers import make_world
+from fgdense import FGCLIP2ImageProcessor, load_tokenizer, tokenize
 from fgdense.train.coco import SKIP_REASONS, CocoFormatError, CocoRegionDataset
 from fgdense.train.data import FineHARDCollator, FineHARDDataset, MonolingualBatchSampler, mask_on_grid, text_key
 from fgdense.train.mixed import MixedDataset
-
-COCO_TINY = REPO / "configs" / "train" / "coco_tiny.py"
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +194,12 @@ def test_collator_keys_and_masks(world, collator):
             ys, xs = np.nonzero(mask.numpy() > 0.01)
             assert xs.min() >= int(x1) - 1 and xs.max() <= int(np.ceil(x2)) and ys.min() >= int(y1) - 1 and ys.max() <= int(np.ceil(y2))
     assert batch["long_keys"].tolist() == [text_key(r.caption) for r in records]
+    # Token ids: remembered texts give the ids tokenising them afresh gives.
+    again = collator(items)
+    for i, record in enumerate(records):
+        fresh = tokenize(collator.tokenizer, sum(record.hard_texts, []), "box")["input_ids"].reshape(counts[i], 11, 64)
+        assert torch.equal(batch["hard_ids"][i, : counts[i]], fresh) and torch.equal(again["hard_ids"][i, : counts[i]], fresh)
+        assert torch.equal(again["box_ids"][i, : counts[i]], tokenize(collator.tokenizer, record.box_texts, "box")["input_ids"])
 
 
 def test_mixed_dataset_shares_and_batches(world, collator):

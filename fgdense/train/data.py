@@ -36,6 +36,8 @@ from ..processing.text import tokenize
 
 logger = logging.getLogger(__name__)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# Token ids of this many texts are remembered by a collator (a COCO-format run has few distinct texts).
+TOKEN_CACHE_SIZE = 50000
 # Normalised coordinates may overshoot [0, 1] by rounding; more than this is an annotation error.
 _BOX_SLACK = 1e-3
 
@@ -236,6 +238,7 @@ class FineHARDCollator:
         self.num_negatives = num_negatives
         # None: the official per-batch dynamic budget; a number: that fixed budget (e.g. benchmarks).
         self.max_num_patches = max_num_patches
+        self._token_cache: dict = {}
 
     def __call__(self, items: list[dict]) -> dict:
         kept = [it for it in items if "image" in it]
@@ -297,7 +300,14 @@ class FineHARDCollator:
         return masks, has
 
     def _ids(self, texts: list[str], walk: str) -> torch.Tensor:
-        return tokenize(self.tokenizer, texts, walk)["input_ids"]
+        """(N, L) token ids; texts seen before (category names, their negatives) are not tokenised again."""
+        missing = list(dict.fromkeys(t for t in texts if (walk, t) not in self._token_cache))
+        if missing:
+            if len(self._token_cache) + len(missing) > TOKEN_CACHE_SIZE:
+                self._token_cache.clear()
+            for text, ids in zip(missing, tokenize(self.tokenizer, missing, walk)["input_ids"]):
+                self._token_cache[(walk, text)] = ids
+        return torch.stack([self._token_cache[(walk, t)] for t in texts])
 
     def _pad(self, boxes: list[np.ndarray], texts: list[list[list[str]]], per_box: int):
         """(B, M, 4) boxes, (B, M, per_box, 64) token ids and (B,) counts, zero-padded."""
