@@ -287,3 +287,20 @@ def test_crops_keep_boxes_and_masks_on_their_objects(tmp_path):
         # Captions name only what the crop kept.
         assert sorted(record.short_caption.split(", ")) == sorted(set(record.box_texts))
     assert len(sizes) > 5 and 1 in kept_counts and max(kept_counts) <= 2
+
+
+def test_rle_masks_flip_and_crop_like_polygons():
+    from pycocotools import mask as mask_utils
+
+    from fgdense.train.coco import crop_segmentation, flip_segmentation
+
+    polygon = [[10, 4, 30, 4, 30, 20, 10, 20]]
+    full = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygon, 40, 60)))
+    rle = mask_utils.encode(np.asfortranarray(full))
+    for segmentation in (polygon, rle):
+        for axis in (0, 1):
+            flipped = mask_on_grid(flip_segmentation(segmentation, (60, 40), axis), (60, 40), (8, 12))
+            expected = mask_on_grid(polygon, (60, 40), (8, 12))
+            np.testing.assert_allclose(flipped, expected[:, ::-1] if axis == 0 else expected[::-1], atol=0.07)
+        cropped = mask_on_grid(crop_segmentation(segmentation, (60, 40), (5, 0, 45, 40)), (40, 40), (8, 8))
+        np.testing.assert_allclose(cropped, mask_on_grid(polygon, (60, 40), (8, 12))[:, 1:9], atol=0.07)

@@ -183,14 +183,8 @@ def flip_segmentation(segmentation, image_size: tuple[int, int], axis: int):
     extent = image_size[axis]
     if isinstance(segmentation, list):
         return [[extent - v if k % 2 == axis else v for k, v in enumerate(poly)] for poly in segmentation]
-    from pycocotools import mask as mask_utils
-
-    rle = segmentation
-    if isinstance(rle.get("counts"), list):
-        rle = mask_utils.frPyObjects(rle, *rle["size"])
-    full = mask_utils.decode(rle)
-    full = full[:, ::-1] if axis == 0 else full[::-1]
-    return mask_utils.encode(np.asfortranarray(full))
+    full = _decode(segmentation)
+    return _encode(full[:, ::-1] if axis == 0 else full[::-1])
 
 
 def crop_segmentation(segmentation, image_size: tuple[int, int], window: tuple[int, int, int, int]):
@@ -200,12 +194,22 @@ def crop_segmentation(segmentation, image_size: tuple[int, int], window: tuple[i
     x1, y1, x2, y2 = window
     if isinstance(segmentation, list):  # polygons: shifted; rasterising clips them to the window
         return [[v - (x1 if k % 2 == 0 else y1) for k, v in enumerate(poly)] for poly in segmentation]
+    return _encode(_decode(segmentation)[y1:y2, x1:x2])
+
+
+def _decode(rle: dict) -> np.ndarray:
+    """The (H, W) 0/1 mask of a COCO RLE (compressed, or uncompressed with a list of counts)."""
     from pycocotools import mask as mask_utils
 
-    rle = segmentation
     if isinstance(rle.get("counts"), list):
         rle = mask_utils.frPyObjects(rle, *rle["size"])
-    return mask_utils.encode(np.asfortranarray(mask_utils.decode(rle)[y1:y2, x1:x2]))
+    return mask_utils.decode(rle)
+
+
+def _encode(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
 
 
 def _image_file(entry: dict) -> str:
@@ -231,7 +235,7 @@ class CocoRegionDataset(Dataset):
     ``vflip_prob``: how often an image is mirrored left-right / upside down (boxes and masks with it);
     ``crop_prob``: how often a random window of ``crop_scale`` (fractions of the area) is cut out, keeping
     the boxes of which at least ``min_visible`` lies inside (clipped to it). All drawn per item and
-    pass like the texts; crops before flips.
+    pass like the texts, from a generator seeded by (``seed``, item, pass); crops before flips.
     """
 
     def __init__(self, ann_file, image_root, names_file=None, languages: Sequence[str] = ("en",),
