@@ -83,3 +83,17 @@ def train(cfg):
 def logged_scalars(work_dir) -> list[dict]:
     files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"))
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def run_tool(args):
+    """tools/train_stage2.py's main in this process: (exit code, what it wrote to stderr)."""
+    import contextlib
+    import io
+    import runpy
+
+    main = runpy.run_path(str(REPO / "tools" / "train_stage2.py"))["main"]
+    # A buffer that stays open: mmengine's global logger may keep writing to the stream it first saw.
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(args)
+    return code, err.getvalue()

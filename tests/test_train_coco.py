@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _train_helpers import make_world
+from _train_helpers import COCO_TINY_CONFIG, make_world, run_tool
 from fgdense import FGCLIP2ImageProcessor, load_tokenizer, tokenize
 from fgdense.train.coco import SKIP_REASONS, CocoFormatError, CocoRegionDataset
 from fgdense.train.data import FineHARDCollator, FineHARDDataset, MonolingualBatchSampler, mask_on_grid, text_key
@@ -304,3 +304,22 @@ def test_rle_masks_flip_and_crop_like_polygons():
             np.testing.assert_allclose(flipped, expected[:, ::-1] if axis == 0 else expected[::-1], atol=0.07)
         cropped = mask_on_grid(crop_segmentation(segmentation, (60, 40), (5, 0, 45, 40)), (40, 40), (8, 8))
         np.testing.assert_allclose(cropped, mask_on_grid(polygon, (60, 40), (8, 12))[:, 1:9], atol=0.07)
+
+
+def test_the_tool_trains_on_a_coco_file_and_reports_bad_ones_in_one_line(world, tiny_checkpoint, tmp_path):
+    work = tmp_path / "work"
+    base = [str(COCO_TINY_CONFIG), "--cfg-options", f"checkpoint={tiny_checkpoint}"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": [], "annotations": []}))
+    code, err = run_tool(base + [f"ann_file={bad}", f"image_root={world['train_images']}", f"work_dir={work}"])
+    assert code == 1 and err.strip().splitlines()[-1] == (
+        f"error: annotation file {bad} lacks the COCO-format list(s) 'categories'") and not work.exists()
+    code, err = run_tool(base + [f"ann_file={world['train_ann']}", f"image_root={tmp_path / 'nowhere'}", f"work_dir={work}"])
+    assert code == 1 and "is not a folder" in err.strip().splitlines()[-1] and not work.exists()
+    # The documented command, with every other setting from the config.
+    code, err = run_tool(base + [f"ann_file={world['train_ann']}", f"image_root={world['train_images']}",
+                                 f"work_dir={work}", "max_iters=2"])
+    assert code == 0, err[-2000:]
+    assert (work / "export" / "model.safetensors").is_file() and (work / "iter_2.pth").is_file()
+    log = "\n".join(p.read_text() for p in work.glob("*/*.log"))
+    assert "training data: " in log and "skipped: nothing" in log

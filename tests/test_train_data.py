@@ -10,7 +10,7 @@ from PIL import Image
 
 from fgdense import FGCLIP2ImageProcessor, load_tokenizer
 from fgdense.train.data import FineHARDCollator, FineHARDDataset, FineHARDError, MonolingualBatchSampler
-from _train_helpers import make_world
+from _train_helpers import make_world, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -142,21 +142,6 @@ def test_sampler_ranks_share_language_per_step_and_split_data():
         assert len({bool(is_cn[i]) for i, _ in b0 + b1}) == 1
     seen = [i for batches in per_rank for b in batches for i, _ in b]
     assert set(seen) == set(range(23))
-
-
-def run_tool(args):
-    import contextlib
-    import io
-    import runpy
-
-    from _train_helpers import REPO
-
-    main = runpy.run_path(str(REPO / "tools" / "train_stage2.py"))["main"]
-    # A buffer that stays open: mmengine's global logger may keep writing to the stream it first saw.
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main(args)
-    return code, err.getvalue()
 
 
 def test_tool_reports_bad_data_in_one_line_and_writes_nothing(tmp_path, tiny_checkpoint):
