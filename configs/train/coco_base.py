@@ -43,5 +43,10 @@ train_dataloader = dict(
         min_box_size=8,  # boxes narrower or lower than this (pixels) are skipped as tiny
         max_boxes=8,  # boxes per image and pass (a fresh random choice each pass)
         masks=None,  # None: keep segmentations exactly when model.loss_weights.mask > 0
+        hflip_prob=0.5,  # mirror left-right (boxes and masks too)
+        vflip_prob=0.0,  # upside down: off for photographs
+        crop_prob=0.0,  # random windows of crop_scale of the area (boxes min_visible inside are kept)
+        crop_scale=(0.5, 1.0),
+        min_visible=0.6,
     ),
 )

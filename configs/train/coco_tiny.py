@@ -14,7 +14,8 @@ lr = 2e-3
 warmup_start_factor = 0.1
 
 model = dict(gradient_checkpointing=False)
-train_dataloader = dict(num_workers=0, persistent_workers=False)
+# Shapes have no up and down: mirroring both ways lifted held-out top-1 from 79 % to 86 % (docs/training.md).
+train_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(hflip_prob=0.5, vflip_prob=0.5))
 # CPU runs train in fp32 (mmengine's AMP wrapper needs a GPU).
 optim_wrapper = dict(type="OptimWrapper", _delete_=True,
                      optimizer=dict(type="AdamW", lr=None, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001),
