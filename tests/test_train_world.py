@@ -102,3 +102,23 @@ def test_tool_writes_a_world_and_refuses_bad_sizes(tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith("error: image sides must satisfy") and not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="held-out combination"):
         WorldSpec(held_out=(("purple", "circle"),)).check()
+
+
+@pytest.mark.slow
+def test_benchmark_learning_runs_end_to_end(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench"
+    result = subprocess.run([sys.executable, "tools/benchmark_learning.py", str(out), "--train", "6", "--val", "6",
+                             "--cfg-options", "max_iters=2", "batch_size=4"], cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = load(out / "report.json")
+    for when in ("before", "after"):
+        for split in ("trained_categories", "held_out_combinations"):
+            scores = report[when][split]
+            assert 0 <= scores["top1"] <= scores["top5"] <= 100 and scores["boxes"] > 0
+    assert report["world"]["chance_top1"]["trained_categories"] == pytest.approx(100 / 12)
+    assert report["training_seconds"] > 0 and (out / "work" / "export" / "model.safetensors").is_file()
+    assert "held-out combinations" in result.stdout
