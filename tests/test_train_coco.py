@@ -323,3 +323,9 @@ def test_the_tool_trains_on_a_coco_file_and_reports_bad_ones_in_one_line(world, 
     assert (work / "export" / "model.safetensors").is_file() and (work / "iter_2.pth").is_file()
     log = "\n".join(p.read_text() for p in work.glob("*/*.log"))
     assert "training data: " in log and "skipped: nothing" in log
+
+
+def test_coco_config_needs_its_files(tiny_checkpoint, tmp_path):
+    code, err = run_tool([str(COCO_TINY_CONFIG), "--cfg-options", f"checkpoint={tiny_checkpoint}", "ann_file=None",
+                          f"work_dir={tmp_path / 'w'}"])
+    assert code == 1 and err.strip().splitlines()[-1] == "error: the config names no ann_file: set ann_file=<path>"

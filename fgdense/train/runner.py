@@ -87,13 +87,15 @@ def _fill_dataset(cfg: Config, dataset, num_negatives: int, top: bool) -> None:
         dataset.masks = bool((cfg.model.get("loss_weights") or {}).get("mask"))
     if not top:
         return
-    root = cfg.get("data_root")
+    # data_root stands for the FineHARD layout (annotations/, images_en/, images_cn/) only.
+    root = cfg.get("data_root") if dataset.get("type") == "FineHARDDataset" else None
     for key, default in DATASET_SETTINGS.items():
         if key in dataset and dataset[key] is None:
             dataset[key] = cfg.get(key) or (f"{root}/{default}" if root and default else None)
     for key in ("ann_file", "image_root"):
         if key in dataset and dataset[key] is None:
-            raise ValueError(f"the config names no {key}: set {key}=<path> (or data_root=<folder>)")
+            hint = " (or data_root=<folder>)" if dataset.get("type") == "FineHARDDataset" else ""
+            raise ValueError(f"the config names no {key}: set {key}=<path>{hint}")
 
 
 # Top-level parts of FGCLIP2Model: a frozen prefix must start with one of them.
