@@ -8,17 +8,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "train" / "tiny.py"
+COCO_TINY_CONFIG = REPO / "configs" / "train" / "coco_tiny.py"
 # Small enough for a shared 2-core machine: 1 layer, 32 wide, 4 images and at most 2 boxes per image.
 TEST_SETTINGS = dict(batch_size=4, lr=2e-3, warmup_iters=4)
 
 
-def make_setup(root: Path, num_en: int = 24, num_cn: int = 24, layers: int = 1) -> tuple[Path, dict]:
+def make_world(root: Path, num_train: int = 24, num_val: int = 0, seed: int = 0, **changes) -> dict:
+    """A small shapes world (every training image has an English and a Chinese FineHARD record)."""
+    from fgdense.train.shapes_world import make_shapes_world
+
+    return make_shapes_world(root, num_train=num_train, num_val=num_val, seed=seed, **changes)
+
+
+def make_setup(root: Path, num_train: int = 24, layers: int = 1) -> tuple[Path, dict]:
+    """A tiny checkpoint and the FineHARD part of a small shapes world (``ann_file``, ``image_root``, ...)."""
     from fgdense.tiny import make_tiny_checkpoint
-    from fgdense.train.synthetic import make_finehard_dataset
 
     checkpoint = make_tiny_checkpoint(root / "ckpt", seed=0, hidden=32, layers=layers, heads=2)
-    data = make_finehard_dataset(root / "data", num_en=num_en, num_cn=num_cn, seed=0)
-    return checkpoint, data
+    return checkpoint, make_world(root / "data", num_train=num_train)["finehard"]
 
 
 def make_config(checkpoint, data: dict, work_dir, max_iters: int, **options):
@@ -36,6 +43,23 @@ def make_config(checkpoint, data: dict, work_dir, max_iters: int, **options):
     cfg.work_dir = str(work_dir)
     cfg.launcher = "none"
     # mmengine keeps loggers by experiment name: give every run its own.
+    cfg.experiment_name = f"test_{uuid.uuid4().hex[:8]}"
+    return resolve_settings(cfg)
+
+
+def make_coco_config(checkpoint, world: dict, work_dir, max_iters: int, **options):
+    """configs/train/coco_tiny.py on a shapes world's COCO training file, as tools/train_stage2.py resolves it."""
+    from mmengine.config import Config
+
+    from fgdense.train.runner import resolve_settings
+
+    cfg = Config.fromfile(str(COCO_TINY_CONFIG))
+    cfg.merge_from_dict(dict(checkpoint=str(checkpoint), max_iters=max_iters, ann_file=world["train_ann"],
+                             image_root=world["train_images"], **options))
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = max_iters
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = "none"
     cfg.experiment_name = f"test_{uuid.uuid4().hex[:8]}"
     return resolve_settings(cfg)
 
@@ -59,3 +83,17 @@ def train(cfg):
 def logged_scalars(work_dir) -> list[dict]:
     files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"))
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def run_tool(args):
+    """tools/train_stage2.py's main in this process: (exit code, what it wrote to stderr)."""
+    import contextlib
+    import io
+    import runpy
+
+    main = runpy.run_path(str(REPO / "tools" / "train_stage2.py"))["main"]
+    # A buffer that stays open: mmengine's global logger may keep writing to the stream it first saw.
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(args)
+    return code, err.getvalue()

@@ -51,3 +51,39 @@ def test_losses_have_gradients(case, expected):
     loss, _ = hard_negative_loss(region, texts, 0.0, scale)
     (loss + region_contrastive_loss(region, texts[:, 0], scale)).backward()
     assert region.grad.abs().sum() > 0 and scale.grad.abs() > 0
+
+
+def test_distinct_keys_give_the_official_losses(case, expected):
+    c = case["hard_negative"]
+    region = expected[c["image"]]
+    texts = expected[c["text"]].reshape(len(region), 1 + c["negatives_per_box"], -1)
+    keys = torch.arange(texts.shape[0] * texts.shape[1]).reshape(texts.shape[:2])
+    scale = torch.tensor(c["logit_scale_log"])
+    official, _ = hard_negative_loss(region, texts, c["threshold_in"], scale)
+    keyed, _ = hard_negative_loss(region, texts, c["threshold_in"], scale, keys)
+    torch.testing.assert_close(keyed, official)
+    torch.testing.assert_close(region_contrastive_loss(region, texts[:, 0], scale, keys[:, 0]),
+                               region_contrastive_loss(region, texts[:, 0], scale))
+    torch.testing.assert_close(siglip_loss(region, texts[:, 0], 2.0, -1.0, keys=keys[:, 0]),
+                               siglip_loss(region, texts[:, 0], 2.0, -1.0))
+
+
+def test_equal_keys_are_positives_not_negatives():
+    """Two boxes of one category: each one's text is a positive of the other, not a negative."""
+    torch.manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    text = torch.stack([text[0], text[0], text[1]])  # boxes 0 and 1 share a caption
+    region = text.clone()  # every region sits exactly on its caption
+    keys = torch.tensor([5, 5, 9])
+    scale = torch.tensor(3.0)
+    # Officially, region 0 is pushed away from box 1's caption, which is its own: the loss cannot reach
+    # its floor. With keys, a region exactly on its caption is as good as it gets.
+    official, keyed = region_contrastive_loss(region, text, scale), region_contrastive_loss(region, text, scale, keys)
+    assert keyed < official - 0.3
+    assert float(keyed) == pytest.approx(-(torch.log_softmax(scale.exp() * region @ text.t(), 1)[2, 2]).item() / 3
+                                         - (torch.log_softmax(scale.exp() * text @ region.t(), 1)[2, 2]).item() / 3, abs=1e-4)
+    # The gradient no longer pulls region 0 off its caption toward region 1's... which is the same one.
+    grad_region = region.clone().requires_grad_()
+    region_contrastive_loss(grad_region, text, scale, keys).backward()
+    assert grad_region.grad[:2].norm() < 1e-3
+    assert siglip_loss(region, text, 2.0, -1.0, keys=keys) < siglip_loss(region, text, 2.0, -1.0) - 0.5

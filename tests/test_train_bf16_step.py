@@ -16,7 +16,7 @@ import torch
 from fgdense import FGCLIP2ImageProcessor, FGCLIP2Model, load_tokenizer
 from fgdense.train.data import FineHARDCollator, FineHARDDataset
 from fgdense.train.model import FGCLIP2Stage2
-from fgdense.train.synthetic import make_finehard_dataset
+from fgdense.train.shapes_world import make_shapes_world
 
 LOSS_TOLERANCE = 0.02  # relative
 GRADIENT_COSINE = 0.99
@@ -24,7 +24,7 @@ GRADIENT_COSINE = 0.99
 
 @pytest.fixture(scope="module")
 def batch(tiny_checkpoint, tmp_path_factory):
-    data = make_finehard_dataset(tmp_path_factory.mktemp("finehard_bf16"), num_en=4, num_cn=0, seed=2)
+    data = make_shapes_world(tmp_path_factory.mktemp("world_bf16"), num_train=4, num_val=0, seed=2)["finehard"]
     dataset = FineHARDDataset(data["ann_file"], data["image_root"], data["image_root_cn"], max_boxes=2, progress=False)
     collate = FineHARDCollator(load_tokenizer(tiny_checkpoint), FGCLIP2ImageProcessor.from_pretrained(tiny_checkpoint))
     return collate([dataset[i] for i in range(4)])

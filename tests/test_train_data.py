@@ -1,6 +1,7 @@
 """FineHARD data: validation errors, the collator's padding and patch budget, the monolingual sampler."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,12 +10,12 @@ from PIL import Image
 
 from fgdense import FGCLIP2ImageProcessor, load_tokenizer
 from fgdense.train.data import FineHARDCollator, FineHARDDataset, FineHARDError, MonolingualBatchSampler
-from fgdense.train.synthetic import make_finehard_dataset
+from _train_helpers import make_world, run_tool
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return make_finehard_dataset(tmp_path_factory.mktemp("finehard"), num_en=10, num_cn=7, seed=1)
+    return make_world(tmp_path_factory.mktemp("world"), num_train=10, seed=1)["finehard"]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,11 @@ def write(path, records):
 
 
 def test_reads_json_and_jsonl_folder(data):
+    english = Path(data["ann_file"], "en.jsonl").read_text(encoding="utf-8").splitlines()
+    chinese = json.loads(Path(data["ann_file"], "cn.json").read_text(encoding="utf-8"))
+    assert len(english) == len(chinese) >= 9  # one record per training image with a shape, each language
     ds = FineHARDDataset(data["ann_file"], data["image_root"], data["image_root_cn"], progress=False)
-    assert len(ds) == 17 and int(ds.is_cn.sum()) == 7
+    assert len(ds) == 2 * len(english) and int(ds.is_cn.sum()) == len(chinese)
     item = ds[0]
     assert item["image"].mode == "RGB" and len(item["record"].hard_texts[0]) == 11
 
@@ -138,21 +142,6 @@ def test_sampler_ranks_share_language_per_step_and_split_data():
         assert len({bool(is_cn[i]) for i, _ in b0 + b1}) == 1
     seen = [i for batches in per_rank for b in batches for i, _ in b]
     assert set(seen) == set(range(23))
-
-
-def run_tool(args):
-    import contextlib
-    import io
-    import runpy
-
-    from _train_helpers import REPO
-
-    main = runpy.run_path(str(REPO / "tools" / "train_stage2.py"))["main"]
-    # A buffer that stays open: mmengine's global logger may keep writing to the stream it first saw.
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main(args)
-    return code, err.getvalue()
 
 
 def test_tool_reports_bad_data_in_one_line_and_writes_nothing(tmp_path, tiny_checkpoint):

@@ -65,7 +65,7 @@ def test_siglip_gathers_negatives_with_gradients(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
-    checkpoint, data = make_setup(tmp_path, num_en=8, num_cn=8)
+    checkpoint, data = make_setup(tmp_path, num_train=8)
     config = tmp_path / "ddp.py"
     config.write_text(textwrap.dedent(f"""
         _base_ = [{str(TINY_CONFIG)!r}]
@@ -77,11 +77,11 @@ def test_torchrun_two_processes(tmp_path):
            str(REPO / "tools" / "train_stage2.py"), str(config), "--launcher", "pytorch", "--work-dir", str(work_dir),
            "--cfg-options", f"checkpoint={checkpoint}", f"ann_file={data['ann_file']}",
            f"image_root={data['image_root']}", f"image_root_cn={data['image_root_cn']}", "batch_size=2",
-           "max_iters=4", "lr=1e-2", "train_dataloader.dataset.max_boxes=2", "model.gradient_checkpointing=True"]
+           "max_iters=8", "lr=1e-2", "train_dataloader.dataset.max_boxes=2", "model.gradient_checkpointing=True"]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((work_dir / "rank_summary" / f"rank{r}.json").read_text()) for r in range(2)]
-    assert [s["iter"] for s in ranks] == [4, 4]
+    assert [s["iter"] for s in ranks] == [8, 8]
     # Every image was also scored against the other process's 2 texts.
     assert [s["texts_from_other_ranks"] for s in ranks] == [2, 2]
     # One threshold for both: the clamped mean of the two processes' own estimates.

@@ -21,8 +21,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("stage2")
     # Two layers: one cannot carry a caption's words to the pooled last position.
     checkpoint, data = make_setup(root, layers=2)
-    # One missing image: it must be skipped and counted, not stop the run.
-    Path(data["image_root"], "0003.png").unlink()
+    # One missing image (behind an English and a Chinese record): skipped and counted, not fatal.
+    Path(data["image_root"], "train_00003.png").unlink()
     work_dir = root / "work"
     cfg = make_config(checkpoint, data, work_dir, STEPS, batch_size=8)
     cfg.default_hooks.checkpoint.interval = STEPS  # resuming is tested elsewhere
@@ -67,6 +67,22 @@ def test_loss_falls(run):
 
 
 @pytest.mark.slow
+def test_each_objective_falls(run):
+    """Every objective's own loss falls: the total is dominated by the global SigLIP terms, which fall
+    whatever happens to the region objectives."""
+    scalars = [s for s in logged_scalars(run[2]) if "loss" in s]
+    # loss_text_intra is logged but cannot fall here: the tiny random text tower makes every pair of
+    # texts more similar than the objective's near-duplicate cut-off (0.95), so it ignores them all;
+    # test_train_model.py checks that objective on its own.
+    assert all("loss_text_intra" in s for s in scalars)
+    for key, factor in (("loss_region", 0.6), ("loss_hard", 0.75)):
+        values = [s[key] for s in scalars]
+        first, last = np.mean(values[:10]), np.mean(values[-10:])
+        print(f"{key}: first 10 steps {first:.3f}, last 10 {last:.3f}")
+        assert last < factor * first, f"{key} did not fall: {first:.3f} -> {last:.3f}"
+
+
+@pytest.mark.slow
 def test_export_loads_and_regions_move_toward_their_texts(run):
     from fgdense import FGCLIP2Model
 
@@ -89,5 +105,5 @@ def test_export_loads_and_regions_move_toward_their_texts(run):
 @pytest.mark.slow
 def test_skipped_image_is_logged_per_pass(run):
     log = "\n".join(p.read_text() for p in run[2].glob("*/*.log"))
-    assert "data pass 0: skipped 1 missing or unreadable image(s)" in log
-    assert "data pass 1: skipped 1 missing or unreadable image(s)" in log
+    assert "data pass 0: skipped 2 missing or unreadable image(s)" in log
+    assert "data pass 1: skipped 2 missing or unreadable image(s)" in log

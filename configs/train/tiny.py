@@ -1,9 +1,14 @@
-# Smoke-run config: a tiny checkpoint (python tools/make_tiny_checkpoint.py fg-tiny), fp32, CPU-sized.
-# python tools/train_stage2.py configs/train/tiny.py --cfg-options checkpoint=fg-tiny data_root=DATA
+# Smoke-run config: a tiny checkpoint (python tools/make_tiny_checkpoint.py fg-tiny), fp32, CPU-sized,
+# on the FineHARD records of the shapes world (python tools/make_shapes_world.py data/shapes-world).
+# python tools/train_stage2.py configs/train/tiny.py --cfg-options checkpoint=fg-tiny
+# (other FineHARD data: ann_file=... image_root=... image_root_cn=...)
 _base_ = ["./base.py"]
 
 checkpoint = "fg-tiny"
-data_root = "data/finehard-tiny"
+data_root = None
+ann_file = "data/shapes-world/finehard"
+image_root = "data/shapes-world/train/images"
+image_root_cn = "data/shapes-world/train/images"
 batch_size = 8
 max_iters = 40
 warmup_iters = 4

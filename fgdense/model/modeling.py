@@ -139,8 +139,13 @@ class FGCLIP2Model(nn.Module):
 
     # ------------------------------------------------------------------ vision
     def vision_outputs(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None):
-        """The vision tower's outputs: ``last_hidden_state`` (B, N, D) after the post LayerNorm and
-        ``pooler_output`` (B, D), the global embedding before normalisation."""
+        """One vision-tower pass: ``.pooler_output`` (B, D), the global embedding before normalisation,
+        and ``.last_hidden_state`` (B, N, D) after the post LayerNorm, the input of the dense-feature head.
+
+        For callers that need both from one pass (training uses the global embedding and the dense
+        features of the same images); :meth:`get_image_features` and :meth:`vision_hidden_states`
+        each return one of them.
+        """
         if pixel_attention_mask is None:
             pixel_attention_mask = torch.ones(pixel_values.shape[:2], dtype=torch.long, device=pixel_values.device)
         return self.vision_model(

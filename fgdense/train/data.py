@@ -15,6 +15,7 @@ CJK characters counts as Chinese).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -35,6 +36,8 @@ from ..processing.text import tokenize
 
 logger = logging.getLogger(__name__)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# Token ids of this many texts are remembered by a collator (a COCO-format run has few distinct texts).
+TOKEN_CACHE_SIZE = 50000
 # Normalised coordinates may overshoot [0, 1] by rounding; more than this is an annotation error.
 _BOX_SLACK = 1e-3
 
@@ -45,6 +48,8 @@ class FineHARDError(FGDenseError, ValueError):
 
 @dataclass
 class Record:
+    """One training image with its texts: what every dataset type hands the collator."""
+
     image_path: Path
     caption: str
     short_caption: str
@@ -53,6 +58,19 @@ class Record:
     box_texts: list[str]  # one per box (long_expr by default)
     hard_boxes: np.ndarray  # (H, 4) the boxes that carry hard negatives
     hard_texts: list[list[str]] = field(default_factory=list)  # H lists of 1 + K captions, positive first
+    # What a text names, for the objectives' positives: texts with equal keys name the same thing
+    # (two boxes of one category worded by different templates). None: a text's key is the text.
+    box_keys: list[str] | None = None
+    hard_keys: list[list[str]] | None = None
+    # Per box, its COCO segmentation (polygons or RLE, image pixels) or None; and the (width,
+    # height) those pixels refer to. None: no masks.
+    masks: list | None = None
+    image_size: tuple[int, int] | None = None
+
+
+def text_key(text: str) -> int:
+    """A stable non-negative 56-bit integer for a string (equal on every process, unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=7).digest(), "big")
 
 
 def annotation_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -167,6 +185,7 @@ class FineHARDDataset(Dataset):
                                                  num_negatives, box_text, max_boxes))
         if not self.records:
             raise FineHARDError(f"no records in {', '.join(map(str, files))}")
+        self.files = files
         # A wrong image root would otherwise skip every image and "train" on nothing.
         for language, root in (("Chinese", image_root_cn), ("English", image_root)):
             used = any(r.is_cn == (language == "Chinese") for r in self.records)
@@ -178,6 +197,16 @@ class FineHARDDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def __deepcopy__(self, memo):
+        # Read-only once built and checked: mmengine deep-copies the dataloader settings that hold it,
+        # and a copy of every record would only cost memory.
+        return self
+
+    def summary(self) -> str:
+        boxes = sum(len(r.boxes) for r in self.records)
+        return (f"FineHARD {', '.join(map(str, self.files))}: {len(self.records)} records "
+                f"({int(self.is_cn.sum())} Chinese), {boxes} boxes")
 
     def __getitem__(self, key):
         index, epoch = key if isinstance(key, tuple) else (key, None)
@@ -196,7 +225,11 @@ class FineHARDCollator:
     ``pixel_values``, ``pixel_attention_mask``, ``spatial_shapes``; ``long_ids`` (B, 196), ``short_ids``
     (B, 64); ``boxes`` (B, M, 4) normalised, ``box_ids`` (B, M, 64), ``box_counts`` (B,); ``hard_boxes``
     (B, H, 4), ``hard_ids`` (B, H, 1+K, 64), ``hard_counts`` (B,); ``skipped`` (number of unreadable
-    images dropped) and ``epoch``.
+    images dropped) and ``epoch``. Keys (:func:`text_key` of what each text names; equal keys are the
+    same thing): ``long_keys``, ``short_keys`` (B,), ``box_keys`` (B, M), ``hard_keys`` (B, H, 1+K).
+    When some record has masks: ``box_masks`` (B, M, h, w), each box's mask area-averaged onto its
+    image's patch grid (h, w = the largest grid of the batch; zero outside an image's own grid), and
+    ``box_has_mask`` (B, M).
     """
 
     def __init__(self, tokenizer, processor, num_negatives: int = 10, max_num_patches: int | None = None):
@@ -205,6 +238,7 @@ class FineHARDCollator:
         self.num_negatives = num_negatives
         # None: the official per-batch dynamic budget; a number: that fixed budget (e.g. benchmarks).
         self.max_num_patches = max_num_patches
+        self._token_cache: dict = {}
 
     def __call__(self, items: list[dict]) -> dict:
         kept = [it for it in items if "image" in it]
@@ -225,15 +259,55 @@ class FineHARDCollator:
                      spatial_shapes=pixels["spatial_shapes"])
         batch["long_ids"] = self._ids([r.caption for r in records], "long")
         batch["short_ids"] = self._ids([r.short_caption for r in records], "short")
+        batch["long_keys"] = torch.tensor([text_key(r.caption) for r in records], dtype=torch.long)
+        batch["short_keys"] = torch.tensor([text_key(r.short_caption) for r in records], dtype=torch.long)
         batch["boxes"], batch["box_ids"], batch["box_counts"] = self._pad(
             [r.boxes for r in records], [[[t] for t in r.box_texts] for r in records], 1)
         batch["box_ids"] = batch["box_ids"][:, :, 0]
+        batch["box_keys"] = self._keys([[[k] for k in (r.box_keys or r.box_texts)] for r in records],
+                                       batch["box_counts"], 1)[:, :, 0]
         batch["hard_boxes"], batch["hard_ids"], batch["hard_counts"] = self._pad(
             [r.hard_boxes for r in records], [r.hard_texts for r in records], 1 + self.num_negatives)
+        batch["hard_keys"] = self._keys([r.hard_keys or r.hard_texts for r in records], batch["hard_counts"],
+                                        1 + self.num_negatives)
+        if any(r.masks is not None for r in records):
+            batch["box_masks"], batch["box_has_mask"] = self._masks(records, batch["spatial_shapes"],
+                                                                    batch["boxes"].shape[1])
         return batch
 
+    @staticmethod
+    def _keys(keys: list[list[list[str]]], counts: torch.Tensor, per_box: int) -> torch.Tensor:
+        out = torch.full((len(keys), int(counts.max()) if len(counts) else 0, per_box), -1, dtype=torch.long)
+        for i, per_image in enumerate(keys):
+            for j, box_keys in enumerate(per_image):
+                out[i, j] = torch.tensor([text_key(k) for k in box_keys], dtype=torch.long)
+        return out
+
+    @staticmethod
+    def _masks(records: list[Record], spatial_shapes: torch.Tensor, most: int):
+        grid_h, grid_w = (int(v) for v in spatial_shapes.max(0).values)
+        masks = torch.zeros(len(records), most, grid_h, grid_w)
+        has = torch.zeros(len(records), most, dtype=torch.bool)
+        for i, record in enumerate(records):
+            h, w = (int(v) for v in spatial_shapes[i])
+            for j, segmentation in enumerate(record.masks or []):
+                if segmentation is None:
+                    continue
+                grid = mask_on_grid(segmentation, record.image_size, (h, w))
+                if grid.sum() > 0:
+                    masks[i, j, :h, :w] = torch.from_numpy(grid)
+                    has[i, j] = True
+        return masks, has
+
     def _ids(self, texts: list[str], walk: str) -> torch.Tensor:
-        return tokenize(self.tokenizer, texts, walk)["input_ids"]
+        """(N, L) token ids; texts seen before (category names, their negatives) are not tokenised again."""
+        missing = list(dict.fromkeys(t for t in texts if (walk, t) not in self._token_cache))
+        if missing:
+            if len(self._token_cache) + len(missing) > TOKEN_CACHE_SIZE:
+                self._token_cache.clear()
+            for text, ids in zip(missing, tokenize(self.tokenizer, missing, walk)["input_ids"]):
+                self._token_cache[(walk, text)] = ids
+        return torch.stack([self._token_cache[(walk, t)] for t in texts])
 
     def _pad(self, boxes: list[np.ndarray], texts: list[list[list[str]]], per_box: int):
         """(B, M, 4) boxes, (B, M, per_box, 64) token ids and (B,) counts, zero-padded."""
@@ -250,6 +324,36 @@ class FineHARDCollator:
                 ids[i, :n] = tokens[start : start + n]
                 start += n
         return padded_boxes, ids, counts
+
+
+def mask_on_grid(segmentation, image_size: tuple[int, int], grid_hw: tuple[int, int], supersample: int = 4) -> np.ndarray:
+    """The fraction of each patch-grid cell (h, w) that a COCO segmentation covers.
+
+    ``segmentation`` is COCO polygons (a list of flat ``[x1, y1, x2, y2, ...]`` lists) or RLE (a dict
+    with ``counts`` and ``size``) in the pixels of an image of ``image_size`` (width, height); the
+    processor resizes the whole image onto the grid, so coordinates scale linearly. Polygons are
+    rasterised at ``supersample`` x the grid and averaged; RLE masks are decoded and area-resized.
+    """
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    width, height = image_size
+    grid_h, grid_w = grid_hw
+    if isinstance(segmentation, list):
+        fine_h, fine_w = grid_h * supersample, grid_w * supersample
+        sx, sy = fine_w / width, fine_h / height
+        polygons = [[v * (sx if k % 2 == 0 else sy) for k, v in enumerate(poly)] for poly in segmentation
+                    if len(poly) >= 6]
+        if not polygons:
+            return np.zeros((grid_h, grid_w), np.float32)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, fine_h, fine_w))
+        fine = mask_utils.decode(rle).astype(np.float32)
+        return fine.reshape(grid_h, supersample, grid_w, supersample).mean(axis=(1, 3))
+    rle = segmentation
+    if isinstance(rle.get("counts"), list):
+        rle = mask_utils.frPyObjects(rle, *rle["size"])
+    full = mask_utils.decode(rle).astype(np.float32)
+    return cv2.resize(full, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
 
 
 @lru_cache(maxsize=4)
@@ -276,6 +380,9 @@ class MonolingualBatchSampler:
     at every step all processes see the same language and the same number of batches.
     Yields lists of ``(index, epoch)``.
 
+    A dataset with ``pass_indices(epoch, seed)`` (:class:`~fgdense.train.mixed.MixedDataset`) decides
+    which items (repeats allowed) make up each pass; the grouping is then the same.
+
     ``sampler`` is the mmengine sampler the Runner builds (``DefaultSampler``); only its dataset, seed,
     shuffle flag, rank, world size and epoch (set by the training loop) are used. With ``infinite``
     the sampler runs pass after pass by itself (for iteration-based training: mmengine's loop pauses
@@ -286,8 +393,16 @@ class MonolingualBatchSampler:
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.infinite = infinite
-        dataset = sampler.dataset
-        self.languages = [np.flatnonzero(~dataset.is_cn), np.flatnonzero(dataset.is_cn)]
+        self.dataset = sampler.dataset
+        self.languages = self._languages(0)
+
+    def _languages(self, epoch: int) -> list[np.ndarray]:
+        """The English and the Chinese items of one pass (a weighted draw when the dataset mixes several)."""
+        is_cn = np.asarray(self.dataset.is_cn, dtype=bool)
+        if hasattr(self.dataset, "pass_indices"):
+            indices = self.dataset.pass_indices(epoch, int(getattr(self.sampler, "seed", 0) or 0))
+            return [indices[~is_cn[indices]], indices[is_cn[indices]]]
+        return [np.flatnonzero(~is_cn), np.flatnonzero(is_cn)]
 
     def _groups(self, epoch: int) -> list[np.ndarray]:
         shuffle = bool(getattr(self.sampler, "shuffle", True))
@@ -295,7 +410,7 @@ class MonolingualBatchSampler:
         world = int(getattr(self.sampler, "world_size", 1))
         size = self.batch_size * world
         groups = []
-        for indices in self.languages:
+        for indices in self._languages(epoch):
             if len(indices) == 0:
                 continue
             order = rng.permutation(indices) if shuffle else indices

@@ -73,12 +73,19 @@ class ExportHook(Hook):
 
 
 class SkippedImagesHook(Hook):
-    """Log how many unreadable images were skipped in each pass over the data (summed over processes)."""
+    """Log what the training data holds and skipped when it was read (once, at the start), and how many
+    unreadable images were skipped in each pass over the data (summed over processes)."""
 
     priority = "BELOW_NORMAL"
 
     def __init__(self):
         self._reported: set[int] = set()
+
+    def before_train(self, runner) -> None:
+        dataset = runner.train_dataloader.dataset
+        if hasattr(dataset, "summary"):
+            for line in dataset.summary().splitlines():
+                runner.logger.info(f"training data: {line}")
 
     def _report(self, runner, epochs) -> None:
         model = unwrap(runner.model)

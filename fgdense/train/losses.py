@@ -18,36 +18,63 @@ THRESHOLD_RANGE = (0.0, 10.0)
 HARD_CONTRASTIVE_WEIGHT, HARD_PER_REGION_WEIGHT, HARD_RANK_WEIGHT = 0.6, 3.0, 0.4
 
 
-def _sigmoid_loss(image, text, scale, bias, negative_only: bool) -> torch.Tensor:
+def _sigmoid_loss(image, text, scale, bias, negative_only: bool, positive=None) -> torch.Tensor:
+    """``positive`` (optional boolean (B_image, B_text)): the pairs labelled +1 instead of the diagonal."""
     logits = scale * image @ text.t() + bias
-    labels = -torch.ones_like(logits)
-    if not negative_only:
-        labels = labels + 2 * torch.eye(*logits.shape, device=logits.device, dtype=logits.dtype)
+    if positive is not None:
+        labels = 2 * positive.to(logits.dtype) - 1
+    else:
+        labels = -torch.ones_like(logits)
+        if not negative_only:
+            labels = labels + 2 * torch.eye(*logits.shape, device=logits.device, dtype=logits.dtype)
     return -F.logsigmoid((labels * logits).float()).sum() / max(image.shape[0], 1)
 
 
 def siglip_loss(image, text, logit_scale, logit_bias, distributed: bool | None = None,
-                stats: dict | None = None) -> torch.Tensor:
+                stats: dict | None = None, keys=None) -> torch.Tensor:
     """Pairwise sigmoid loss: ``-sum(logsigmoid(labels * (exp(s) I T^T + b))) / B``, +1 on the diagonal.
 
     With ``distributed`` (default: whenever torch.distributed is initialised with several processes)
     the images are also scored against every other process's texts, all as negatives. ``stats``, if
     given, receives ``texts_from_other_ranks``: how many such negative texts were scored.
+
+    ``keys`` (B,) non-negative integers, optional: image-text pairs are the same caption when their
+    keys are equal (two images whose captions are identical), and such pairs are labelled +1, here
+    and across processes, instead of being pushed apart. Without keys this is the official loss.
     """
     scale = torch.as_tensor(logit_scale, device=image.device).exp()
     bias = torch.as_tensor(logit_bias, device=image.device)
-    loss = _sigmoid_loss(image, text, scale, bias, negative_only=False)
+    own = None if keys is None else keys[:, None] == keys[None, :]
+    loss = _sigmoid_loss(image, text, scale, bias, negative_only=False, positive=own)
     if distributed is None:
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     if distributed:
         rank, others = dist.get_rank(), 0
+        if keys is None:  # distinct negative keys: equal to nothing on any process
+            keys = -1 - torch.arange(image.shape[0], device=image.device) - rank * (1 << 40)
+        all_keys = gather_rows(keys.to(torch.long).reshape(-1, 1))
         for other, texts in enumerate(gather_with_grad(text)):
             if other != rank:
-                loss = loss + _sigmoid_loss(image, texts, scale, bias, negative_only=True)
+                positive = keys.reshape(-1, 1) == all_keys[other].reshape(1, -1).to(keys.device)
+                loss = loss + _sigmoid_loss(image, texts, scale, bias, negative_only=True,
+                                            positive=positive if bool(positive.any()) else None)
                 others += texts.shape[0]
         if stats is not None:
             stats["texts_from_other_ranks"] = others
     return loss
+
+
+def gather_rows(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's ``tensor`` (rows may differ in number), without gradients."""
+    world = dist.get_world_size()
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    counts = [int(c) for c in counts]
+    padded = F.pad(tensor, (0, 0, 0, max(counts) - tensor.shape[0])).contiguous()
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return [part[:n] for part, n in zip(parts, counts)]
 
 
 class _AllGather(torch.autograd.Function):
@@ -79,11 +106,33 @@ def gather_with_grad(tensor: torch.Tensor) -> list[torch.Tensor]:
     return [part[:n] for part, n in zip(parts, counts)]
 
 
-def region_contrastive_loss(region, text, logit_scale) -> torch.Tensor:
-    """Symmetric cross-entropy of ``exp(s) R T^T`` against the identity (region i matches text i)."""
+def multi_positive_cross_entropy(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``-log(sum of softmax(row) over the row's positive columns)``.
+
+    With exactly one positive per row this is the ordinary cross-entropy. Rows without a positive
+    are left out.
+    """
+    logits = logits.float()
+    has = positive.any(dim=1)
+    if not bool(has.any()):
+        return logits.sum() * 0
+    logits, positive = logits[has], positive[has]
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1)).mean()
+
+
+def region_contrastive_loss(region, text, logit_scale, keys=None) -> torch.Tensor:
+    """Symmetric cross-entropy of ``exp(s) R T^T`` against the identity (region i matches text i).
+
+    ``keys`` (one integer per pair, optional): pairs with equal keys name the same thing (two boxes of
+    one category, two identical captions), so each is a positive of the other rather than a negative.
+    Without keys, or with all keys distinct, this is the official loss.
+    """
     logits = torch.as_tensor(logit_scale, device=region.device).exp() * region @ text.t()
-    labels = torch.arange(region.shape[0], device=region.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    if keys is None:
+        labels = torch.arange(region.shape[0], device=region.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    same = keys[:, None] == keys[None, :]
+    return (multi_positive_cross_entropy(logits, same) + multi_positive_cross_entropy(logits.t(), same)) / 2
 
 
 def text_intra_modal_loss(text, topk: int = 10, same_threshold: float = 0.95) -> torch.Tensor:
@@ -99,7 +148,7 @@ def text_intra_modal_loss(text, topk: int = 10, same_threshold: float = 0.95) ->
     return torch.logsumexp(values, dim=1).mean()
 
 
-def hard_negative_loss(region, texts, threshold, logit_scale) -> tuple[torch.Tensor, torch.Tensor]:
+def hard_negative_loss(region, texts, threshold, logit_scale, keys=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Hard-negative objective for B regions with texts (B, 1+K, D), the positive first.
 
     Returns ``(loss, new_threshold)``. The loss is 0.6 x the symmetric region-text contrastive loss
@@ -107,6 +156,12 @@ def hard_negative_loss(region, texts, threshold, logit_scale) -> tuple[torch.Ten
     cross-entropy over its own 1+K captions + 0.4 x the cross-modal rank loss
     ``mean(relu(threshold + neg - pos))``. ``new_threshold = mean(pos) - mean(nonzero neg)`` (a
     detached scalar), to be averaged over processes and clamped (:func:`sync_threshold`).
+
+    ``keys`` (B, 1+K) integers, optional: texts with equal keys name the same thing. In the
+    contrastive part a region's positives are then every text with its positive's key (another box's
+    caption of the same category, or another box's negative that happens to be this box's positive),
+    and a positive text's positives every region of its key. Without keys, or with all keys
+    distinct, this is the official loss.
     """
     batch, choices, dim = texts.shape
     scale = torch.as_tensor(logit_scale, device=region.device).exp()
@@ -115,7 +170,13 @@ def hard_negative_loss(region, texts, threshold, logit_scale) -> tuple[torch.Ten
     labels = torch.arange(batch, device=region.device)
     per_region = scale * region @ all_texts.t()
     per_text = scale * positives @ region.t()
-    contrastive = (F.cross_entropy(per_region, labels) + F.cross_entropy(per_text, labels)) / 2
+    if keys is None:
+        contrastive = (F.cross_entropy(per_region, labels) + F.cross_entropy(per_text, labels)) / 2
+    else:
+        own_key = keys[:, 0]
+        column_keys = torch.cat([own_key, keys[:, 1:].reshape(-1)])
+        contrastive = (multi_positive_cross_entropy(per_region, own_key[:, None] == column_keys[None, :])
+                       + multi_positive_cross_entropy(per_text, own_key[:, None] == own_key[None, :])) / 2
 
     own = scale * torch.einsum("bd,bkd->bk", region, texts)  # (B, 1+K) each region vs its own captions
     own_choice = F.cross_entropy(own, torch.zeros(batch, dtype=torch.long, device=region.device))

@@ -4,10 +4,17 @@
 region / hard-negative logit scales (log values, initialised at log 100 as the official recipe) and
 the hard-negative threshold (a buffer, so it is checkpointed and resumed). Its ``forward(mode="loss")``
 takes a batch of :class:`~fgdense.train.data.FineHARDCollator` and returns the weighted losses.
+
+Besides the four official objectives (global SigLIP on long and short captions, region-text
+contrastive, text intra-modal, hard negatives) there are three optional ones, off by default: ``mask``
+(mask-pooled region embeddings against their texts, for data with masks) and ``distill_global`` /
+``distill_dense`` (cosine distance of the global and dense image features to those of the frozen
+starting network, to keep what it knew).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 
@@ -21,8 +28,12 @@ from ..model.boxes import roi_embeddings
 from ..model.modeling import FGCLIP2Model, grid_of
 from .losses import hard_negative_loss, region_contrastive_loss, siglip_loss, sync_threshold, text_intra_modal_loss
 
-# Objective weights of the official stage-2 recipe; a config may switch any off with 0.
-DEFAULT_WEIGHTS = dict(long=1.0, short=1.0, region=0.2, text_intra=0.1, hard=0.5)
+# Objective weights of the official stage-2 recipe, then the optional objectives (off); 0 switches
+# an objective off.
+DEFAULT_WEIGHTS = dict(long=1.0, short=1.0, region=0.2, text_intra=0.1, hard=0.5, mask=0.0, distill_global=0.0,
+                       distill_dense=0.0)
+# Texts of a frozen text side are encoded once and remembered, up to this many.
+TEXT_CACHE_SIZE = 16384
 
 
 def build_network(checkpoint: str, init_from: str = "fgclip2") -> FGCLIP2Model:
@@ -42,6 +53,8 @@ class FGCLIP2Stage2(BaseModel):
     ``loss_weights`` overrides :data:`DEFAULT_WEIGHTS` (a weight of 0 turns that objective off);
     ``frozen`` lists parameter-name prefixes of the network to freeze (e.g. ``"text_model."``);
     ``gradient_checkpointing`` recomputes the vision and text encoder layers in the backward pass.
+    When the text tower and a walk's head are all frozen, that walk's text embeddings are computed
+    once per distinct text and remembered (they cannot change).
     """
 
     def __init__(self, checkpoint: str | None = None, init_from: str = "fgclip2", loss_weights: dict | None = None,
@@ -66,6 +79,18 @@ class FGCLIP2Stage2(BaseModel):
         self.skipped_per_epoch: dict[int, int] = defaultdict(int)
         self.last_stats: dict[str, float] = {}
         self._freeze(frozen)
+        heads = {"short": (), "box": ("boxtext_head",), "long": ("longtext_head",)}
+        tower_frozen = not any(p.requires_grad for p in self.model.text_model.parameters())
+        self._text_frozen = {walk: tower_frozen and not any(p.requires_grad for name in parts
+                                                             for p in getattr(self.model, name).parameters())
+                             for walk, parts in heads.items()}
+        self._text_cache: dict = {}
+        self.register_load_state_dict_pre_hook(lambda *args, **kwargs: self._text_cache.clear())
+        # The frozen starting network for distillation: not a submodule, so it is neither trained nor
+        # saved in checkpoints (a resumed run rebuilds it from the same start).
+        self._teacher = []
+        if self.weights["distill_global"] or self.weights["distill_dense"]:
+            self._teacher = [copy.deepcopy(self.model).eval().requires_grad_(False)]
         if gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
 
@@ -89,6 +114,22 @@ class FGCLIP2Stage2(BaseModel):
             return self._empty_batch_losses()
         return self.losses(batch)
 
+    def text_features(self, ids: torch.Tensor, walk: str) -> torch.Tensor:
+        """Normalised (N, D) fp32 text embeddings of token ids (input ids only, as the official training)."""
+        if not self._text_frozen[walk]:
+            return F.normalize(self.model.get_text_features(ids, walk_type=walk).float(), dim=-1)
+        rows = [(walk, bytes(row)) for row in ids.cpu().numpy()]
+        missing = list(dict.fromkeys(r for r in rows if r not in self._text_cache))
+        if missing:
+            if len(self._text_cache) + len(missing) > TEXT_CACHE_SIZE:
+                self._text_cache.clear()
+            where = {r: i for i, r in enumerate(rows)}
+            with torch.no_grad():
+                new = self.model.get_text_features(ids[[where[r] for r in missing]], walk_type=walk)
+            for r, feature in zip(missing, F.normalize(new.float(), dim=-1)):
+                self._text_cache[r] = feature
+        return torch.stack([self._text_cache[r] for r in rows])
+
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         net, w = self.model, self.weights
         vision = net.vision_outputs(batch["pixel_values"], batch["pixel_attention_mask"], batch["spatial_shapes"])
@@ -97,23 +138,55 @@ class FGCLIP2Stage2(BaseModel):
         stats = {"images": int(image.shape[0])}
         for walk in ("long", "short"):
             if w[walk]:
-                text = F.normalize(net.get_text_features(batch[f"{walk}_ids"], walk_type=walk).float(), dim=-1)
-                out[f"loss_{walk}"] = w[walk] * siglip_loss(image, text, net.logit_scale, net.logit_bias, stats=stats)
+                text = self.text_features(batch[f"{walk}_ids"], walk)
+                out[f"loss_{walk}"] = w[walk] * siglip_loss(image, text, net.logit_scale, net.logit_bias, stats=stats,
+                                                            keys=batch.get(f"{walk}_keys"))
         self.last_stats = stats
-        need_regions = w["region"] or w["text_intra"] or w["hard"]
-        dense = net.dense_features_from_hidden(vision.last_hidden_state, batch["pixel_attention_mask"]) if need_regions else None
-        if w["region"] or w["text_intra"]:
-            regions = self._regions(dense, batch["spatial_shapes"], batch["boxes"], batch["box_counts"])
+        with_masks = bool(w["mask"]) and "box_masks" in batch
+        need_dense = w["region"] or w["text_intra"] or w["hard"] or with_masks or w["distill_dense"]
+        dense = net.dense_features_from_hidden(vision.last_hidden_state, batch["pixel_attention_mask"]) if need_dense else None
+        if w["region"] or w["text_intra"] or with_masks:
             valid = _valid(batch["box_counts"], batch["boxes"].shape[1])
-            if len(regions):
-                texts = F.normalize(net.get_text_features(batch["box_ids"][valid], walk_type="box").float(), dim=-1)
+            if bool(valid.any()):
+                texts = self.text_features(batch["box_ids"][valid], "box")
+                keys = batch["box_keys"][valid] if "box_keys" in batch else None
                 if w["region"]:
-                    out["loss_region"] = w["region"] * region_contrastive_loss(regions, texts, self.logit_scale_finegraind)
+                    regions = self._regions(dense, batch["spatial_shapes"], batch["boxes"], batch["box_counts"])
+                    out["loss_region"] = w["region"] * region_contrastive_loss(regions, texts, self.logit_scale_finegraind,
+                                                                               keys)
                 if w["text_intra"]:
                     out["loss_text_intra"] = w["text_intra"] * text_intra_modal_loss(
                         texts, self.text_intra_topk, self.text_intra_same_threshold)
+                if with_masks:
+                    has = batch["box_has_mask"][valid]
+                    if bool(has.any()):
+                        pooled = self._mask_pooled(dense, batch["spatial_shapes"], batch["box_masks"])[valid][has]
+                        out["loss_mask"] = w["mask"] * region_contrastive_loss(
+                            pooled, texts[has], self.logit_scale_finegraind, None if keys is None else keys[has])
         if w["hard"]:
             out.update(self._hard_negative(dense, batch))
+        if w["distill_global"] or w["distill_dense"]:
+            out.update(self._distill(batch, image, dense))
+        return out
+
+    def _distill(self, batch, image, dense) -> dict[str, torch.Tensor]:
+        """Cosine distances of the global and dense features to the frozen starting network's."""
+        teacher = self._teacher[0]
+        if teacher.device != image.device:
+            teacher.to(image.device)
+        out = {}
+        with torch.no_grad():
+            reference = teacher.vision_outputs(batch["pixel_values"], batch["pixel_attention_mask"],
+                                               batch["spatial_shapes"])
+        if self.weights["distill_global"]:
+            target = F.normalize(reference.pooler_output.float(), dim=-1)
+            out["loss_distill_global"] = self.weights["distill_global"] * (1 - (image * target).sum(-1)).mean()
+        if self.weights["distill_dense"]:
+            with torch.no_grad():
+                target = teacher.dense_features_from_hidden(reference.last_hidden_state, batch["pixel_attention_mask"])
+            mask = batch["pixel_attention_mask"].to(torch.bool)
+            cosine = F.cosine_similarity(dense.float(), target.float(), dim=-1)
+            out["loss_distill_dense"] = self.weights["distill_dense"] * (1 - cosine[mask]).mean()
         return out
 
     def _hard_negative(self, dense, batch) -> dict[str, torch.Tensor]:
@@ -121,10 +194,11 @@ class FGCLIP2Stage2(BaseModel):
         threshold = self.hard_threshold
         out = {}
         if len(regions):
-            ids = batch["hard_ids"][_valid(batch["hard_counts"], batch["hard_boxes"].shape[1])]  # (H, 1+K, L)
-            texts = self.model.get_text_features(ids.flatten(0, 1), walk_type="box").float()
-            texts = F.normalize(texts, dim=-1).reshape(ids.shape[0], ids.shape[1], -1)
-            loss, threshold = hard_negative_loss(regions, texts, self.hard_threshold, self.logit_scale_hardneg)
+            valid = _valid(batch["hard_counts"], batch["hard_boxes"].shape[1])
+            ids = batch["hard_ids"][valid]  # (H, 1+K, L)
+            texts = self.text_features(ids.flatten(0, 1), "box").reshape(ids.shape[0], ids.shape[1], -1)
+            keys = batch["hard_keys"][valid] if "hard_keys" in batch else None
+            loss, threshold = hard_negative_loss(regions, texts, self.hard_threshold, self.logit_scale_hardneg, keys)
             out["loss_hard"] = self.weights["hard"] * loss
         self.last_stats["local_hard_threshold"] = float(threshold)
         # Every process takes part, with or without hard boxes, so the collective never hangs.
@@ -146,6 +220,17 @@ class FGCLIP2Stage2(BaseModel):
         if not parts:
             return dense.new_zeros(0, dense.shape[-1])
         return F.normalize(torch.cat(parts).float(), dim=-1)
+
+    @staticmethod
+    def _mask_pooled(dense, spatial_shapes, masks) -> torch.Tensor:
+        """(B, M, D) normalised averages of the dense features under each box's grid mask."""
+        batch, most = masks.shape[:2]
+        weights = dense.new_zeros(batch, most, dense.shape[1], dtype=torch.float32)
+        for i in range(batch):
+            h, w = (int(v) for v in spatial_shapes[i])
+            weights[i, :, : h * w] = masks[i, :, :h, :w].reshape(most, h * w)
+        pooled = torch.einsum("bmn,bnd->bmd", weights, dense.float()) / weights.sum(-1, keepdim=True).clamp(min=1e-6)
+        return F.normalize(pooled, dim=-1)
 
     def _empty_batch_losses(self) -> dict[str, torch.Tensor]:
         """A batch whose images were all unreadable: zero loss, but the collectives still run."""

@@ -2,12 +2,13 @@
 
 The configs (``configs/train/*.py``) keep the few settings users change most at the top level
 (``checkpoint``, ``init_from``, ``data_root``, ``ann_file``, ``image_root``, ``image_root_cn``,
-``batch_size``, ``num_negatives``, ``max_iters``, ``warmup_iters``, ``lr``);
+``names_file``, ``batch_size``, ``num_negatives``, ``max_iters``, ``warmup_iters``, ``lr``);
 :func:`resolve_settings` fills the nested fields left ``None`` from them.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 
@@ -15,6 +16,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DATASETS
 from mmengine.runner import Runner
+
+# Top-level settings that fill the (top-level) dataset's fields of the same name, and the default
+# under data_root of each (FineHARD layout).
+DATASET_SETTINGS = {"ann_file": "annotations", "image_root": "images_en", "image_root_cn": "images_cn",
+                    "names_file": None}
 
 
 def resolve_settings(cfg: Config) -> Config:
@@ -32,11 +38,7 @@ def resolve_settings(cfg: Config) -> Config:
     fill(loader, "batch_size", cfg.get("batch_size"))
     fill(loader.collate_fn, "checkpoint", cfg.model.checkpoint)
     fill(loader.collate_fn, "num_negatives", cfg.get("num_negatives", 10))
-    fill(loader.dataset, "num_negatives", cfg.get("num_negatives", 10))
-    root = cfg.get("data_root")
-    for key, default in (("ann_file", "annotations"), ("image_root", "images_en"), ("image_root_cn", "images_cn")):
-        value = cfg.get(key) or (f"{root}/{default}" if root else None)
-        fill(loader.dataset, key, value)
+    _fill_dataset(cfg, loader.dataset, loader.collate_fn.num_negatives, top=True)
     fill(cfg.train_cfg, "max_iters", cfg.get("max_iters"))
     fill(cfg.optim_wrapper.optimizer, "lr", cfg.get("lr"))
     if cfg.get("param_scheduler") is None:
@@ -58,6 +60,42 @@ def resolve_settings(cfg: Config) -> Config:
             cfg.optim_wrapper.pop("loss_scale", None)
         cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
     return cfg
+
+
+def _fill_dataset(cfg: Config, dataset, num_negatives: int, top: bool) -> None:
+    """Fill a dataset's (and a MixedDataset's parts') ``None`` fields that the top-level settings decide.
+
+    Only fields the dataset's config names are filled (a COCO-format dataset has no ``image_root_cn``).
+    The top-level ``ann_file`` / ``image_root`` / ... belong to the top-level dataset; the parts of a
+    MixedDataset name their own. Every dataset gets the collator's ``num_negatives``, the model's
+    checkpoint where it asks for one (hard negatives from the model's confusions) and, when its
+    ``masks`` is None, masks exactly when the mask objective is on.
+    """
+    if dataset.get("type") == "MixedDataset":
+        for part in dataset.get("datasets") or []:
+            _fill_dataset(cfg, part, num_negatives, top=False)
+        return
+    if "num_negatives" in dataset:
+        if dataset.num_negatives is None:
+            dataset.num_negatives = num_negatives
+        elif int(dataset.num_negatives) != int(num_negatives):
+            raise ValueError(f"a dataset sets num_negatives={dataset.num_negatives} but batches hold {num_negatives} "
+                             "per box: set the top-level num_negatives instead")
+    if "checkpoint" in dataset and dataset.checkpoint is None:
+        dataset.checkpoint = cfg.model.checkpoint
+    if "masks" in dataset and dataset.masks is None:
+        dataset.masks = bool((cfg.model.get("loss_weights") or {}).get("mask"))
+    if not top:
+        return
+    # data_root stands for the FineHARD layout (annotations/, images_en/, images_cn/) only.
+    root = cfg.get("data_root") if dataset.get("type") == "FineHARDDataset" else None
+    for key, default in DATASET_SETTINGS.items():
+        if key in dataset and dataset[key] is None:
+            dataset[key] = cfg.get(key) or (f"{root}/{default}" if root and default else None)
+    for key in ("ann_file", "image_root"):
+        if key in dataset and dataset[key] is None:
+            hint = " (or data_root=<folder>)" if dataset.get("type") == "FineHARDDataset" else ""
+            raise ValueError(f"the config names no {key}: set {key}=<path>{hint}")
 
 
 # Top-level parts of FGCLIP2Model: a frozen prefix must start with one of them.
@@ -92,12 +130,28 @@ def init_distributed_cpu(launcher: str) -> None:
         torch.distributed.init_process_group(backend="gloo")
 
 
-def build_runner(cfg: Config, dataset=None) -> Runner:
-    """An mmengine Runner for ``cfg``; ``dataset`` (already validated) replaces the config's dataset."""
-    init_distributed_cpu(cfg.get("launcher", "none"))
-    runner = Runner.from_cfg(cfg)
-    if dataset is not None:
-        # The Runner builds its dataloader lazily from this dict; hand it the validated dataset.
-        runner._train_dataloader["dataset"] = dataset
-    return runner
+# The Runner's constructor arguments that come from the config, as Runner.from_cfg passes them.
+_RUNNER_ARGS = ("work_dir", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg", "test_cfg", "auto_scale_lr",
+                "optim_wrapper", "param_scheduler", "val_evaluator", "test_evaluator", "default_hooks", "custom_hooks",
+                "data_preprocessor", "load_from", "visualizer", "experiment_name")
 
+
+def build_runner(cfg: Config, dataset=None) -> Runner:
+    """An mmengine Runner for ``cfg``; ``dataset`` (already validated) replaces the config's dataset.
+
+    The Runner is built by its constructor, as ``Runner.from_cfg`` does, except that the training
+    dataloader's ``dataset`` is the built dataset object (mmengine accepts a dataset there) while the
+    config the Runner records keeps the dataset's settings.
+    """
+    init_distributed_cpu(cfg.get("launcher", "none"))
+    if dataset is None:
+        return Runner.from_cfg(cfg)
+    cfg = copy.deepcopy(cfg)
+    loader = dict(cfg.train_dataloader)
+    loader["dataset"] = dataset
+    return Runner(model=cfg["model"], train_dataloader=loader, **{k: cfg.get(k) for k in _RUNNER_ARGS},
+                  resume=cfg.get("resume", False), launcher=cfg.get("launcher", "none"),
+                  env_cfg=cfg.get("env_cfg", dict(dist_cfg=dict(backend="nccl"))),
+                  log_processor=cfg.get("log_processor"), log_level=cfg.get("log_level", "INFO"),
+                  default_scope=cfg.get("default_scope", "mmengine"),
+                  randomness=cfg.get("randomness", dict(seed=None)), cfg=cfg)

@@ -18,7 +18,8 @@ from mmengine.logging.history_buffer import HistoryBuffer
 
 def _reduce_history_buffer(buffer: HistoryBuffer):
     # Plain Python numbers: the loader needs no numpy globals and no getattr to rebuild this.
-    return HistoryBuffer, (buffer._log_history.tolist(), buffer._count_history.tolist(), buffer.max_length)
+    logs, counts = buffer.data
+    return HistoryBuffer, (logs.tolist(), counts.tolist(), buffer.max_length)
 
 
 def _numpy_globals() -> list:

@@ -1,0 +1,25 @@
+# COCO-format fine-tuning of a tiny checkpoint on a CPU, e.g. the shapes world:
+# python tools/make_tiny_checkpoint.py fg-tiny && python tools/make_shapes_world.py data/shapes-world
+# python tools/train_stage2.py configs/train/coco_tiny.py --cfg-options checkpoint=fg-tiny \
+#     ann_file=data/shapes-world/train/instances.json image_root=data/shapes-world/train/images work_dir=work_dirs/coco_tiny
+_base_ = ["./coco_base.py"]
+
+checkpoint = "fg-tiny"
+ann_file = "data/shapes-world/train/instances.json"
+image_root = "data/shapes-world/train/images"
+batch_size = 16
+max_iters = 600
+warmup_iters = 30
+lr = 2e-3
+warmup_start_factor = 0.1
+
+model = dict(gradient_checkpointing=False)
+# Shapes have no up and down: mirroring both ways lifted held-out top-1 from 79 % to 86 % (docs/training.md).
+train_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(hflip_prob=0.5, vflip_prob=0.5))
+# CPU runs train in fp32 (mmengine's AMP wrapper needs a GPU).
+optim_wrapper = dict(type="OptimWrapper", _delete_=True,
+                     optimizer=dict(type="AdamW", lr=None, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001),
+                     clip_grad=dict(max_norm=1.0))
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=100, max_keep_ckpts=2))
+env_cfg = dict(dist_cfg=dict(backend="gloo"))
+log_processor = dict(window_size=20)

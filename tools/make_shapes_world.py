@@ -1,0 +1,55 @@
+"""Write the shapes world: a small learnable set of coloured, textured shapes named in English and Chinese.
+
+    python tools/make_shapes_world.py OUT_DIR [--train 300] [--val 100] [--seed 0] [--no-textures]
+
+Writes COCO instances with masks (train/instances.json; val/instances.json for the trained categories,
+val/instances_novel.json for the held-out colour-shape combinations), a names file (names.json), FineHARD
+records of the training images (finehard/), and VOC-style label PNGs ({train,val}/masks/, classes.txt
+with background first). Train and val images are disjoint. See fgdense/train/shapes_world.py.
+"""
+
+import argparse
+import sys
+
+from fgdense.cli import fail
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", help="folder to write (created; files of an earlier world there are overwritten)")
+    parser.add_argument("--train", type=int, default=300, help="training images (default 300)")
+    parser.add_argument("--val", type=int, default=100, help="validation images (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--min-side", type=int, default=80, help="smallest image side in pixels (default 80)")
+    parser.add_argument("--max-side", type=int, default=112, help="largest image side in pixels (default 112)")
+    parser.add_argument("--no-textures", action="store_true", help="solid objects only (an easier world)")
+    parser.add_argument("--no-held-out", action="store_true", help="train on every colour-shape combination")
+    args = parser.parse_args(argv)
+    if args.train < 1 or args.val < 0:
+        return fail("--train must be at least 1 and --val at least 0")
+    if not 32 <= args.min_side <= args.max_side:
+        return fail(f"image sides must satisfy 32 <= --min-side <= --max-side, got {args.min_side} and {args.max_side}")
+
+    from fgdense.train.shapes_world import make_shapes_world
+
+    changes = dict(num_train=args.train, num_val=args.val, seed=args.seed, image_size=(args.min_side, args.max_side))
+    if args.no_textures:
+        changes["textures"] = ("solid",)
+    if args.no_held_out:
+        changes["held_out"] = ()
+    try:
+        world = make_shapes_world(args.out_dir, progress=True, **changes)
+    except OSError as err:
+        return fail(f"cannot write {args.out_dir}: {err.strerror or err}")
+    except ValueError as err:
+        return fail(str(err))
+    print(f"wrote the shapes world to {world['root']}: {world['seen_categories']} trained categories of "
+          f"{world['categories']}, {args.train} training images ({world['train_boxes']} boxes), {args.val} validation "
+          f"images ({world['val_boxes']} boxes of trained categories, {world['val_novel_boxes']} of held-out ones)")
+    print(f"  train: --cfg-options ann_file={world['train_ann']} image_root={world['train_images']}")
+    print(f"  evaluate: python tools/eval_boxclass.py --ann {world['val_ann']} --images {world['val_images']} --model CKPT")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
