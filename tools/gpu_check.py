@@ -37,7 +37,7 @@ def steps(gpus: int, smoke: bool) -> list[dict]:
         "parity": ["--arch", "base", "--patches", "1024", "--repeats", "5", "--tasks"],
         "dense": ["--arch", "base", "so400m", "--patches", "256", "1024", "4096", "16384", "--dtype", "bf16",
                   "--repeats", "3", "--warmup", "1", "--timeout", "90"],
-        "segment": ["--arch", "base", "--images", "5"],
+        "segment": ["--arch", "base", "--images", "5", "--max-patches", "16384", "--processes", "1"],
         "regions": ["--arch", "base", "--boxes", "1", "10", "100"],
         "boxclass": ["--arch", "base", "--images", "100", "--reference-images", "10", "--workers", "8"],
         "train": ["--arch", "base", "--batch-size", "32", "--patches", "1024", "--steps", "20"],
@@ -46,7 +46,7 @@ def steps(gpus: int, smoke: bool) -> list[dict]:
     toy = {
         "parity": ["--arch", "tiny", "--patches", "64", "--repeats", "1", "--tasks"],
         "dense": ["--arch", "tiny", "--patches", "64", "--repeats", "1", "--warmup", "0"],
-        "segment": ["--arch", "tiny", "--images", "1", "--max-patches", "64"],
+        "segment": ["--arch", "tiny", "--images", "1", "--size", "64x48", "--max-patches", "64", "--processes", "1"],
         "regions": ["--arch", "tiny", "--boxes", "2", "--size", "64x48", "--per-box-max", "1", "--repeats", "1"],
         "boxclass": ["--arch", "tiny", "--images", "2", "--reference-images", "1", "--workers", "0"],
         "train": ["--arch", "tiny", "--batch-size", "2", "--patches", "64", "--steps", "1", "--warmup", "0"],
@@ -56,7 +56,7 @@ def steps(gpus: int, smoke: bool) -> list[dict]:
     table = [
         ("parity", "bf16 vs fp32 parity (dense pass, every task)", "benchmark_precision.py", "parity.json", 40),
         ("dense", "dense features, base + so400m, 256-16384 patches", "benchmark_dense.py", "dense.json", 120),
-        ("segment", "segmentation command line, base, 16384 patches", "benchmark_segment.py", None, 30),
+        ("segment", "tools/segment.py, base, 16384 patches, 1 GPU", "benchmark_throughput.py", "segment.json", 30),
         ("regions", "region embeddings, base, 1/10/100 boxes", "benchmark_regions.py", "regions.md", 30),
         ("boxclass", "box-classification evaluation, base", "benchmark_boxclass.py", "boxclass.json", 40),
         ("train", "stage-2 training, base, batch 32, 1024 patches", "benchmark_train.py", "train.json", 40),
@@ -71,7 +71,6 @@ def steps(gpus: int, smoke: bool) -> list[dict]:
 def summarise(step: dict, out: Path | None, stdout: str) -> str:
     """The step's main numbers, in a line."""
     import json
-    import re
 
     key = step["key"]
     data = json.loads(out.read_text()) if out is not None and out.suffix == ".json" and out.is_file() else None
@@ -88,9 +87,11 @@ def summarise(step: dict, out: Path | None, stdout: str) -> str:
             value = f"{row['ms_per_image']:.1f} ms" if row.get("status") == "ok" else row.get("status", "?")
             cells.append(f"{row['arch']} {row['patches']} {row['path']}: {value}")
         return "; ".join(cells)
-    if key == "segment":
-        found = re.search(r"([\d.]+) s per image", stdout)
-        return f"{found.group(1)} s per image" if found else "no result"
+    if key == "segment" and data:
+        row = data["rows"][0]
+        if row["status"] != "ok":
+            return f"failed: {row['detail']}"
+        return f"{1 / row['images_per_s']:.2f} s per image ({row['seconds_per_image']['model']:.2f} s in the model)"
     if key == "regions" and out is not None and out.is_file():
         rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
         return "; ".join(f"{r.split('|')[1].strip()} boxes: {r.split('|')[2].strip()} boxes/s one-pass, "
