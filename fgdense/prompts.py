@@ -12,6 +12,7 @@ embeddings.
 from __future__ import annotations
 
 import re
+from importlib import resources
 from typing import Sequence
 
 import torch
@@ -42,6 +43,13 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 @torch.no_grad()
+def imagenet_templates() -> tuple[str, ...]:
+    """CLIP's 80 ImageNet prompt templates, ``{}`` for the name (see ``fgdense/assets/prompts/README.md``):
+    the prompts of the official COCO and LVIS box-classification evaluations."""
+    text = resources.files("fgdense").joinpath("assets/prompts/imagenet_templates.txt").read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line)
+
+
 def encode_text(model, tokenizer, texts, walk_type: str = "short", *, normalize: bool = True, lowercase: bool = True,
                 text_mask: str = "tokenizer", batch_size: int = 256) -> torch.Tensor:
     """Text embeddings (B, D) float32 of ``texts`` with the given walk type, L2-normalised by default.
@@ -175,5 +183,5 @@ class TextEncoder:
     __call__ = labels
 
 
-__all__ = ["CHINESE_TEMPLATES", "ENGLISH_TEMPLATES", "TextEncoder", "check_labels", "check_phrases",
-           "encode_text", "expand_prompts", "is_chinese", "split_synonyms"]
+__all__ = ["CHINESE_TEMPLATES", "ENGLISH_TEMPLATES", "TextEncoder", "check_labels", "check_phrases", "encode_text",
+           "expand_prompts", "imagenet_templates", "is_chinese", "split_synonyms"]

@@ -202,6 +202,43 @@ def test_collator_keys_and_masks(world, collator):
         assert torch.equal(again["box_ids"][i, : counts[i]], tokenize(collator.tokenizer, record.box_texts, "box")["input_ids"])
 
 
+def test_text_mask_tokenizer_trains_on_the_text_evaluation_feeds(world, tiny_checkpoint):
+    """text_mask="tokenizer": every text reaches the tower with the tokenizer's mask, and the embeddings
+    training scores against are the evaluation's (encode_text); "none" (the official training) gives ids only."""
+    from fgdense import FGCLIP2Model
+    from fgdense.prompts import encode_text
+    from fgdense.train.model import FGCLIP2Stage2
+
+    tokenizer, processor = load_tokenizer(tiny_checkpoint), FGCLIP2ImageProcessor.from_pretrained(tiny_checkpoint)
+    ds = CocoRegionDataset(world["train_ann"], world["train_images"], num_negatives=10, templates="imagenet",
+                           progress=False)
+    items = [ds[(i, 0)] for i in range(3)]
+    plain = FineHARDCollator(tokenizer, processor)(items)
+    masked = FineHARDCollator(tokenizer, processor, text_mask="tokenizer")(items)
+    assert not {"long_mask", "short_mask", "box_mask", "hard_mask"} & set(plain)
+    counts = masked["box_counts"].tolist()
+    model = FGCLIP2Stage2(network=FGCLIP2Model.from_pretrained(tiny_checkpoint),
+                          frozen=["text_model.", "boxtext_head.", "longtext_head."]).eval()
+    for i, item in enumerate(items):
+        record = item["record"]
+        assert all(any(t.format(name) == text for t in ds.templates["en"]) for name, text in
+                   zip(record.box_keys, record.box_texts))  # the evaluation's templates
+        wanted = tokenize(tokenizer, record.box_texts, "box")
+        assert torch.equal(masked["box_mask"][i, : counts[i]], wanted["attention_mask"])
+        assert torch.equal(masked["box_ids"][i, : counts[i]], plain["box_ids"][i, : counts[i]])
+        hard = tokenize(tokenizer, sum(record.hard_texts, []), "box")["attention_mask"].reshape(counts[i], 11, 64)
+        assert torch.equal(masked["hard_mask"][i, : counts[i]], hard)
+        with torch.no_grad():
+            trained = model.text_features(masked["box_ids"][i, : counts[i]], "box", masked["box_mask"][i, : counts[i]])
+            ids_only = model.text_features(plain["box_ids"][i, : counts[i]], "box")
+        evaluated = encode_text(model.model, tokenizer, record.box_texts, "box")
+        torch.testing.assert_close(trained, evaluated, atol=1e-5, rtol=1e-5)
+        assert (trained - ids_only).abs().max() > 1e-3  # the mask changes the embedding: the test can tell
+    assert torch.equal(masked["long_mask"], tokenize(tokenizer, [it["record"].caption for it in items], "long")["attention_mask"])
+    with pytest.raises(Exception, match="text_mask"):
+        FineHARDCollator(tokenizer, processor, text_mask="sometimes")
+
+
 def test_mixed_dataset_shares_and_batches(world, collator):
     finehard = FineHARDDataset(world["finehard"]["ann_file"], world["finehard"]["image_root"],
                                world["finehard"]["image_root_cn"], progress=False)

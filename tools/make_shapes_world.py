@@ -8,15 +8,17 @@ records of the training images (finehard/), and VOC-style label PNGs ({train,val
 with background first). Train and val images are disjoint. See fgdense/train/shapes_world.py.
 """
 
-import argparse
 import sys
+from pathlib import Path
 
-from fgdense.cli import fail
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from fgdense import cli  # noqa: E402
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", help="folder to write (created; files of an earlier world there are overwritten)")
+def work(argv=None) -> int:
+    parser = cli.parser(__doc__.splitlines()[0], model=False, device=False, precision=None, text_mask=False)
+    parser.add_argument("out_dir", help="folder to write (created; it must be empty or not exist, unless --overwrite)")
     parser.add_argument("--train", type=int, default=300, help="training images (default 300)")
     parser.add_argument("--val", type=int, default=100, help="validation images (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -24,11 +26,19 @@ def main(argv=None) -> int:
     parser.add_argument("--max-side", type=int, default=112, help="largest image side in pixels (default 112)")
     parser.add_argument("--no-textures", action="store_true", help="solid objects only (an easier world)")
     parser.add_argument("--no-held-out", action="store_true", help="train on every colour-shape combination")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a folder that already has files (a world's files there are replaced)")
     args = parser.parse_args(argv)
-    if args.train < 1 or args.val < 0:
-        return fail("--train must be at least 1 and --val at least 0")
-    if not 32 <= args.min_side <= args.max_side:
-        return fail(f"image sides must satisfy 32 <= --min-side <= --max-side, got {args.min_side} and {args.max_side}")
+    if not 1 <= args.train <= 1_000_000 or not 0 <= args.val <= 1_000_000:
+        return cli.fail("--train must be 1 to 1000000 and --val 0 to 1000000")
+    if not 32 <= args.min_side <= args.max_side <= 4096:
+        return cli.fail(f"image sides must satisfy 32 <= --min-side <= --max-side <= 4096, got {args.min_side} "
+                        f"and {args.max_side}")
+    out = Path(args.out_dir)
+    if out.exists() and not out.is_dir():
+        return cli.fail(f"{out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        return cli.fail(f"{out} already has files; choose an empty or new folder (or --overwrite to write into it)")
 
     from fgdense.train.shapes_world import make_shapes_world
 
@@ -38,17 +48,22 @@ def main(argv=None) -> int:
     if args.no_held_out:
         changes["held_out"] = ()
     try:
-        world = make_shapes_world(args.out_dir, progress=True, **changes)
+        world = make_shapes_world(out, progress=not args.quiet, **changes)
     except OSError as err:
-        return fail(f"cannot write {args.out_dir}: {err.strerror or err}")
+        return cli.fail(f"cannot write {args.out_dir}: {err.strerror or err}")
     except ValueError as err:
-        return fail(str(err))
+        return cli.fail(str(err))
     print(f"wrote the shapes world to {world['root']}: {world['seen_categories']} trained categories of "
           f"{world['categories']}, {args.train} training images ({world['train_boxes']} boxes), {args.val} validation "
           f"images ({world['val_boxes']} boxes of trained categories, {world['val_novel_boxes']} of held-out ones)")
     print(f"  train: --cfg-options ann_file={world['train_ann']} image_root={world['train_images']}")
     print(f"  evaluate: python tools/eval_boxclass.py --ann {world['val_ann']} --images {world['val_images']} --model CKPT")
     return 0
+
+
+def main(argv=None) -> int:
+    """The tool as a function: the exit code, never an exception (one line for errors and Ctrl-C)."""
+    return cli.run(work, argv)
 
 
 if __name__ == "__main__":

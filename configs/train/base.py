@@ -16,6 +16,9 @@ max_iters = 20000
 warmup_iters = 500
 lr = 1e-5
 num_negatives = 10  # hard-negative captions per box
+# How texts reach the text tower: "none" = input ids only, as the official training does; "tokenizer" = with
+# the attention mask the tokenizer returns, as the official evaluation and fgdense's tools feed text.
+text_mask = "none"
 
 model = dict(
     type="FGCLIP2Stage2",
@@ -35,7 +38,8 @@ train_dataloader = dict(
     # Each batch one language; infinite: pass after pass without the loop restarting the dataloader.
     batch_sampler=dict(type="MonolingualBatchSampler", infinite=True),
     # max_num_patches=None: the official per-batch dynamic patch budget (128 ... 1024).
-    collate_fn=dict(type="finehard_collate", checkpoint=None, num_negatives=None, max_num_patches=None),
+    collate_fn=dict(type="finehard_collate", checkpoint=None, num_negatives=None, max_num_patches=None,
+                    text_mask=None),
     dataset=dict(type="FineHARDDataset", ann_file=None, image_root=None, image_root_cn=None,
                  num_negatives=None, box_text="long_expr", max_boxes=8),
 )

@@ -16,19 +16,12 @@ templates (one per line, ``{}`` for the name) make a ``custom`` protocol: lower-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..prompts import is_chinese
+from ..prompts import imagenet_templates, is_chinese
 
 PROTOCOLS = ("auto", "boxclass-cn", "coco", "lvis")
-
-
-def imagenet_templates() -> tuple[str, ...]:
-    """CLIP's 80 ImageNet prompt templates (see ``fgdense/evaluation/data/README.md``)."""
-    text = resources.files("fgdense.evaluation").joinpath("data/imagenet_templates.txt").read_text(encoding="utf-8")
-    return tuple(line for line in text.splitlines() if line)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A COCO instances file (``images``, ``annotations``, ``categories``; LVIS files t
 become :class:`~fgdense.train.data.Record` s like FineHARD's:
 
 * each box's **region text** is its category's name (English, or Chinese from a names file), through
-  a prompt template (``"{}"`` by default: the bare name, as box-classification evaluation prompts it),
+  a prompt template drawn per box (``"{}"`` by default: the bare name, as the BoxClass-CN evaluation
+  prompts; ``"imagenet"``: CLIP's 80 templates, which the COCO and LVIS evaluations average over),
   sometimes a synonym instead of the name;
 * each box's **hard negatives** are other categories' names in the same template, drawn at random or
   (``negatives="confused"``) half from the categories the starting model confuses most with it;
@@ -165,6 +166,11 @@ def apply_names_file(categories: dict, names_file) -> int:
 
 
 def _check_templates(templates, what: str) -> tuple[str, ...]:
+    """Templates as given, or ``"imagenet"``: CLIP's 80 templates, the prompts of the COCO / LVIS evaluation."""
+    if templates == "imagenet":
+        from ..prompts import imagenet_templates
+
+        return imagenet_templates()
     if isinstance(templates, str):
         templates = [templates]
     templates = tuple(templates or ())
@@ -224,7 +230,7 @@ class CocoRegionDataset(Dataset):
 
     ``languages``: ``["en"]``, ``["zh"]`` or both (then every image is an English item and a Chinese
     item; batches stay monolingual). ``templates`` / ``templates_zh``: prompt templates, one drawn per
-    box. ``synonym_prob``: how often a box's text uses one of its category's synonyms instead of its
+    box (``"imagenet"``: CLIP's 80, as the COCO and LVIS evaluations prompt). ``synonym_prob``: how often a box's text uses one of its category's synonyms instead of its
     name. ``num_negatives``: hard-negative names per box (0: none); ``negatives``: ``"random"`` or
     ``"confused"`` (needs ``checkpoint``: the starting model classifies up to ``confusion_images``
     training images' boxes, and half of each box's negatives come from the ``confusion_pool``

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..errors import FGDenseError, ImageLoadError
 from ..processing.image import load_image
-from ..processing.text import tokenize
+from ..processing.text import check_text_mask, tokenize
 
 logger = logging.getLogger(__name__)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -230,12 +230,20 @@ class FineHARDCollator:
     When some record has masks: ``box_masks`` (B, M, h, w), each box's mask area-averaged onto its
     image's patch grid (h, w = the largest grid of the batch; zero outside an image's own grid), and
     ``box_has_mask`` (B, M).
+
+    ``text_mask``: ``"none"`` (default) gives the text tower input ids only, as the official training
+    does; ``"tokenizer"`` adds the attention masks the tokenizer returns (``long_mask``, ``short_mask``,
+    ``box_mask``, ``hard_mask``, shaped as the ids), as the official evaluation and fgdense's tasks feed
+    text: a model fine-tuned that way is evaluated on the text it was trained on. A tokenizer that returns
+    no mask gives none either way.
     """
 
-    def __init__(self, tokenizer, processor, num_negatives: int = 10, max_num_patches: int | None = None):
+    def __init__(self, tokenizer, processor, num_negatives: int = 10, max_num_patches: int | None = None,
+                 text_mask: str = "none"):
         self.tokenizer = tokenizer
         self.processor = processor
         self.num_negatives = num_negatives
+        self.text_mask = check_text_mask(text_mask)
         # None: the official per-batch dynamic budget; a number: that fixed budget (e.g. benchmarks).
         self.max_num_patches = max_num_patches
         self._token_cache: dict = {}
@@ -257,17 +265,23 @@ class FineHARDCollator:
                                     dynamic_max_patches=False)
         batch.update(pixel_values=pixels["pixel_values"], pixel_attention_mask=pixels["pixel_attention_mask"],
                      spatial_shapes=pixels["spatial_shapes"])
-        batch["long_ids"] = self._ids([r.caption for r in records], "long")
-        batch["short_ids"] = self._ids([r.short_caption for r in records], "short")
+        for walk, texts in (("long", [r.caption for r in records]), ("short", [r.short_caption for r in records])):
+            batch[f"{walk}_ids"], mask = self._tokens(texts, walk)
+            if mask is not None:
+                batch[f"{walk}_mask"] = mask
         batch["long_keys"] = torch.tensor([text_key(r.caption) for r in records], dtype=torch.long)
         batch["short_keys"] = torch.tensor([text_key(r.short_caption) for r in records], dtype=torch.long)
-        batch["boxes"], batch["box_ids"], batch["box_counts"] = self._pad(
+        batch["boxes"], box_ids, batch["box_counts"] = self._pad(
             [r.boxes for r in records], [[[t] for t in r.box_texts] for r in records], 1)
-        batch["box_ids"] = batch["box_ids"][:, :, 0]
+        batch["box_ids"] = box_ids[0][:, :, 0]
+        if box_ids[1] is not None:
+            batch["box_mask"] = box_ids[1][:, :, 0]
         batch["box_keys"] = self._keys([[[k] for k in (r.box_keys or r.box_texts)] for r in records],
                                        batch["box_counts"], 1)[:, :, 0]
-        batch["hard_boxes"], batch["hard_ids"], batch["hard_counts"] = self._pad(
+        batch["hard_boxes"], (batch["hard_ids"], hard_mask), batch["hard_counts"] = self._pad(
             [r.hard_boxes for r in records], [r.hard_texts for r in records], 1 + self.num_negatives)
+        if hard_mask is not None:
+            batch["hard_mask"] = hard_mask
         batch["hard_keys"] = self._keys([r.hard_keys or r.hard_texts for r in records], batch["hard_counts"],
                                         1 + self.num_negatives)
         if any(r.masks is not None for r in records):
@@ -299,31 +313,44 @@ class FineHARDCollator:
                     has[i, j] = True
         return masks, has
 
-    def _ids(self, texts: list[str], walk: str) -> torch.Tensor:
-        """(N, L) token ids; texts seen before (category names, their negatives) are not tokenised again."""
+    def _tokens(self, texts: list[str], walk: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N, L) token ids and their (N, L) attention mask (None: ids only); texts seen before (category
+        names, their negatives) are not tokenised again."""
         missing = list(dict.fromkeys(t for t in texts if (walk, t) not in self._token_cache))
         if missing:
             if len(self._token_cache) + len(missing) > TOKEN_CACHE_SIZE:
                 self._token_cache.clear()
-            for text, ids in zip(missing, tokenize(self.tokenizer, missing, walk)["input_ids"]):
-                self._token_cache[(walk, text)] = ids
-        return torch.stack([self._token_cache[(walk, t)] for t in texts])
+            inputs = tokenize(self.tokenizer, missing, walk, text_mask=self.text_mask)
+            masks = inputs.get("attention_mask", [None] * len(missing))
+            for text, ids, mask in zip(missing, inputs["input_ids"], masks):
+                self._token_cache[(walk, text)] = (ids, mask)
+        pairs = [self._token_cache[(walk, t)] for t in texts]
+        ids = torch.stack([p[0] for p in pairs])
+        return ids, (torch.stack([p[1] for p in pairs]) if pairs[0][1] is not None else None)
 
     def _pad(self, boxes: list[np.ndarray], texts: list[list[list[str]]], per_box: int):
-        """(B, M, 4) boxes, (B, M, per_box, 64) token ids and (B,) counts, zero-padded."""
+        """(B, M, 4) boxes, ((B, M, per_box, 64) token ids, their attention mask or None) and (B,) counts,
+        zero-padded."""
         counts = torch.tensor([len(b) for b in boxes], dtype=torch.long)
         most = int(counts.max()) if len(counts) else 0
         padded_boxes = torch.zeros(len(boxes), most, 4)
         ids = torch.zeros(len(boxes), most, per_box, 64, dtype=torch.long)
+        masks = None
         flat = [t for per_image in texts for box_texts in per_image for t in box_texts]
         if flat:
-            tokens = self._ids(flat, "box").reshape(-1, per_box, 64)
+            tokens, token_masks = self._tokens(flat, "box")
+            tokens = tokens.reshape(-1, per_box, 64)
+            if token_masks is not None:
+                token_masks = token_masks.reshape(-1, per_box, 64)
+                masks = torch.zeros_like(ids)
             start = 0
             for i, n in enumerate(counts.tolist()):
                 padded_boxes[i, :n] = torch.from_numpy(boxes[i])
                 ids[i, :n] = tokens[start : start + n]
+                if masks is not None:
+                    masks[i, :n] = token_masks[start : start + n]
                 start += n
-        return padded_boxes, ids, counts
+        return padded_boxes, (ids, masks), counts
 
 
 def mask_on_grid(segmentation, image_size: tuple[int, int], grid_hw: tuple[int, int], supersample: int = 4) -> np.ndarray:
@@ -357,18 +384,18 @@ def mask_on_grid(segmentation, image_size: tuple[int, int], grid_hw: tuple[int, 
 
 
 @lru_cache(maxsize=4)
-def _collator(checkpoint: str, num_negatives: int, max_num_patches: int | None) -> FineHARDCollator:
+def _collator(checkpoint: str, num_negatives: int, max_num_patches: int | None, text_mask: str) -> FineHARDCollator:
     from ..processing.image import FGCLIP2ImageProcessor
     from ..processing.text import load_tokenizer
 
     return FineHARDCollator(load_tokenizer(checkpoint), FGCLIP2ImageProcessor.from_pretrained(checkpoint),
-                            num_negatives, max_num_patches)
+                            num_negatives, max_num_patches, text_mask)
 
 
 def finehard_collate(items: list[dict], checkpoint: str, num_negatives: int = 10,
-                     max_num_patches: int | None = None) -> dict:
+                     max_num_patches: int | None = None, text_mask: str = "none") -> dict:
     """mmengine ``collate_fn``: the :class:`FineHARDCollator` of ``checkpoint``'s tokenizer and processor."""
-    return _collator(str(checkpoint), num_negatives, max_num_patches)(items)
+    return _collator(str(checkpoint), num_negatives, max_num_patches, text_mask)(items)
 
 
 class MonolingualBatchSampler:

@@ -14,14 +14,15 @@ def confusion_ranking(checkpoint, dataset, max_images: int = 256, batch_size: in
     """Category id -> the other category ids, most confused with it first.
 
     The starting model classifies the boxes of up to ``max_images`` training images (a fixed random
-    sample) by their region embeddings against every category name (``box`` walk, English names,
-    input ids only as in training), and for each true category sums the softmax probability
+    sample) by their region embeddings against every category name (``box`` walk, English names, by
+    the text policy of the evaluation: :func:`fgdense.prompts.encode_text`), and for each true category sums the softmax probability
     (temperature 100, as box classification reports) that goes to every other category. Categories
     without a sampled box, and ties, are ranked by how close the model finds the names themselves.
     """
     from ..model.modeling import FGCLIP2Model
     from ..processing.image import FGCLIP2ImageProcessor
-    from ..processing.text import load_tokenizer, tokenize
+    from ..processing.text import load_tokenizer
+    from ..prompts import encode_text
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = FGCLIP2Model.from_pretrained(checkpoint, device=device).eval()
@@ -29,9 +30,7 @@ def confusion_ranking(checkpoint, dataset, max_images: int = 256, batch_size: in
     ids = dataset.category_ids
     index = {c: i for i, c in enumerate(ids)}
     names = [dataset.categories[c].name for c in ids]
-    text = torch.cat([model.get_text_features(tokenize(load_tokenizer(checkpoint), names[i:i + 256], "box")["input_ids"]
-                                              .to(device), walk_type="box") for i in range(0, len(names), 256)])
-    text = F.normalize(text.float(), dim=-1)
+    text = encode_text(model, load_tokenizer(checkpoint), names, "box")
     mass = torch.zeros(len(ids), len(ids), dtype=torch.float64)
     rng = np.random.default_rng(0)
     sample = rng.permutation(len(dataset.images))[:max_images]

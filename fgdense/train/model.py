@@ -114,18 +114,23 @@ class FGCLIP2Stage2(BaseModel):
             return self._empty_batch_losses()
         return self.losses(batch)
 
-    def text_features(self, ids: torch.Tensor, walk: str) -> torch.Tensor:
-        """Normalised (N, D) fp32 text embeddings of token ids (input ids only, as the official training)."""
+    def text_features(self, ids: torch.Tensor, walk: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised (N, D) fp32 text embeddings of token ids, with the attention ``mask`` when the batch
+        has one (the collator's ``text_mask``; input ids only, as the official training, by default)."""
         if not self._text_frozen[walk]:
-            return F.normalize(self.model.get_text_features(ids, walk_type=walk).float(), dim=-1)
+            return F.normalize(self.model.get_text_features(ids, attention_mask=mask, walk_type=walk).float(), dim=-1)
         rows = [(walk, bytes(row)) for row in ids.cpu().numpy()]
+        if mask is not None:
+            rows = [(walk, ids_key, bytes(row)) for (_, ids_key), row in zip(rows, mask.cpu().numpy())]
         missing = list(dict.fromkeys(r for r in rows if r not in self._text_cache))
         if missing:
             if len(self._text_cache) + len(missing) > TEXT_CACHE_SIZE:
                 self._text_cache.clear()
             where = {r: i for i, r in enumerate(rows)}
+            chosen = [where[r] for r in missing]
             with torch.no_grad():
-                new = self.model.get_text_features(ids[[where[r] for r in missing]], walk_type=walk)
+                new = self.model.get_text_features(ids[chosen], attention_mask=None if mask is None else mask[chosen],
+                                                   walk_type=walk)
             for r, feature in zip(missing, F.normalize(new.float(), dim=-1)):
                 self._text_cache[r] = feature
         return torch.stack([self._text_cache[r] for r in rows])
@@ -138,7 +143,7 @@ class FGCLIP2Stage2(BaseModel):
         stats = {"images": int(image.shape[0])}
         for walk in ("long", "short"):
             if w[walk]:
-                text = self.text_features(batch[f"{walk}_ids"], walk)
+                text = self.text_features(batch[f"{walk}_ids"], walk, batch.get(f"{walk}_mask"))
                 out[f"loss_{walk}"] = w[walk] * siglip_loss(image, text, net.logit_scale, net.logit_bias, stats=stats,
                                                             keys=batch.get(f"{walk}_keys"))
         self.last_stats = stats
@@ -148,7 +153,8 @@ class FGCLIP2Stage2(BaseModel):
         if w["region"] or w["text_intra"] or with_masks:
             valid = _valid(batch["box_counts"], batch["boxes"].shape[1])
             if bool(valid.any()):
-                texts = self.text_features(batch["box_ids"][valid], "box")
+                texts = self.text_features(batch["box_ids"][valid], "box",
+                                           batch["box_mask"][valid] if "box_mask" in batch else None)
                 keys = batch["box_keys"][valid] if "box_keys" in batch else None
                 if w["region"]:
                     regions = self._regions(dense, batch["spatial_shapes"], batch["boxes"], batch["box_counts"])
@@ -196,7 +202,8 @@ class FGCLIP2Stage2(BaseModel):
         if len(regions):
             valid = _valid(batch["hard_counts"], batch["hard_boxes"].shape[1])
             ids = batch["hard_ids"][valid]  # (H, 1+K, L)
-            texts = self.text_features(ids.flatten(0, 1), "box").reshape(ids.shape[0], ids.shape[1], -1)
+            mask = batch["hard_mask"][valid].flatten(0, 1) if "hard_mask" in batch else None
+            texts = self.text_features(ids.flatten(0, 1), "box", mask).reshape(ids.shape[0], ids.shape[1], -1)
             keys = batch["hard_keys"][valid] if "hard_keys" in batch else None
             loss, threshold = hard_negative_loss(regions, texts, self.hard_threshold, self.logit_scale_hardneg, keys)
             out["loss_hard"] = self.weights["hard"] * loss

@@ -2,7 +2,7 @@
 
 The configs (``configs/train/*.py``) keep the few settings users change most at the top level
 (``checkpoint``, ``init_from``, ``data_root``, ``ann_file``, ``image_root``, ``image_root_cn``,
-``names_file``, ``batch_size``, ``num_negatives``, ``max_iters``, ``warmup_iters``, ``lr``);
+``names_file``, ``batch_size``, ``num_negatives``, ``text_mask``, ``max_iters``, ``warmup_iters``, ``lr``);
 :func:`resolve_settings` fills the nested fields left ``None`` from them.
 """
 
@@ -38,6 +38,7 @@ def resolve_settings(cfg: Config) -> Config:
     fill(loader, "batch_size", cfg.get("batch_size"))
     fill(loader.collate_fn, "checkpoint", cfg.model.checkpoint)
     fill(loader.collate_fn, "num_negatives", cfg.get("num_negatives", 10))
+    fill(loader.collate_fn, "text_mask", cfg.get("text_mask", "none"))
     _fill_dataset(cfg, loader.dataset, loader.collate_fn.num_negatives, top=True)
     fill(cfg.train_cfg, "max_iters", cfg.get("max_iters"))
     fill(cfg.optim_wrapper.optimizer, "lr", cfg.get("lr"))
