@@ -360,6 +360,15 @@ def test_the_tool_trains_on_a_coco_file_and_reports_bad_ones_in_one_line(world, 
     assert (work / "export" / "model.safetensors").is_file() and (work / "iter_2.pth").is_file()
     log = "\n".join(p.read_text() for p in work.glob("*/*.log"))
     assert "training data: " in log and "skipped: nothing" in log
+    # A checkpoint cut short (a crash while saving): --resume says which file, in one line, and changes nothing.
+    saved = work / "iter_2.pth"
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    before = sorted(p.name for p in work.iterdir())
+    code, err = run_tool([str(COCO_TINY_CONFIG), "--resume"] + base[1:] + [
+        f"ann_file={world['train_ann']}", f"image_root={world['train_images']}", f"work_dir={work}", "max_iters=4"])
+    lines = err.strip().splitlines()
+    assert code == 1 and lines[-1].startswith(f"error: cannot resume: the latest checkpoint {saved}") and \
+        "Traceback" not in err and sorted(p.name for p in work.iterdir()) == before
 
 
 def test_coco_config_needs_its_files(tiny_checkpoint, tmp_path):

@@ -36,7 +36,7 @@ def work(argv) -> int:
 
     from fgdense.errors import FGDenseError
     from fgdense.checkpoint import resolve_checkpoint
-    from fgdense.train.runner import build_runner, build_train_dataset, resolve_settings
+    from fgdense.train.runner import build_runner, build_train_dataset, check_resume_checkpoint, resolve_settings
 
     if not Path(args.config).is_file():
         return fail(f"config {args.config} does not exist")
@@ -50,6 +50,8 @@ def work(argv) -> int:
         resolve_settings(cfg)
         # Everything a user can get wrong is checked before the run writes anything.
         resolve_checkpoint(cfg.model.checkpoint)
+        if args.resume:
+            check_resume_checkpoint(cfg.work_dir)
         dataset = build_train_dataset(cfg)
         runner = build_runner(cfg, dataset)
         runner.train()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from pathlib import Path
 
 import torch
 from mmengine.config import Config
@@ -135,6 +136,37 @@ def init_distributed_cpu(launcher: str) -> None:
 _RUNNER_ARGS = ("work_dir", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg", "test_cfg", "auto_scale_lr",
                 "optim_wrapper", "param_scheduler", "val_evaluator", "test_evaluator", "default_hooks", "custom_hooks",
                 "data_preprocessor", "load_from", "visualizer", "experiment_name")
+
+
+def check_resume_checkpoint(work_dir) -> Path | None:
+    """The checkpoint ``--resume`` will continue from (None: there is none, the run starts afresh), checked
+    readable first: a checkpoint cut short by a crash would otherwise fail deep inside mmengine."""
+    import zipfile
+
+    from mmengine.runner import find_latest_checkpoint
+
+    from ..errors import CheckpointError
+
+    latest = find_latest_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
+    if not latest:
+        return None
+    path = Path(latest)
+    problem = None
+    if not path.is_file():
+        problem = "is missing"
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:  # torch.save writes a zip archive: every member's CRC is checked
+                bad = archive.testzip()
+            if bad is not None:
+                problem = f"is damaged ({bad} fails its checksum)"
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            problem = f"is damaged or cut short ({err})"
+    if problem:
+        raise CheckpointError(f"cannot resume: the latest checkpoint {path} (named in {Path(work_dir) / 'last_checkpoint'}) "
+                              f"{problem}; delete it and point last_checkpoint at an earlier one, or start afresh "
+                              "without --resume")
+    return path
 
 
 def build_runner(cfg: Config, dataset=None) -> Runner:
