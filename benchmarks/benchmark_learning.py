@@ -1,16 +1,20 @@
 """Does fine-tuning make the model better? Before/after numbers on the shapes world, from a tiny random model.
 
-    python benchmarks/benchmark_learning.py OUT_DIR [--config configs/train/coco_tiny.py] [--train 300] [--val 300]
+    python benchmarks/benchmark_learning.py OUT_DIR [--config configs/train/coco_tiny.py] [--train 300] [--val 100]
         [--seed 0] [--cfg-options KEY=VALUE ...]
 
 Runs the project's own commands one after the other and writes OUT_DIR/report.json:
   1. tools/make_tiny_checkpoint.py OUT_DIR/start             (defaults: a tiny random checkpoint)
   2. tools/make_shapes_world.py OUT_DIR/world --train N --val M --seed S
-  3. tools/eval_boxclass.py on the held-out images, before:  trained categories (val/instances.json)
-     and held-out colour-shape combinations among all categories (val/instances_novel.json)
+  3. before, on the held-out images, each tool with its defaults:
+     tools/eval_boxclass.py: trained categories (val/instances.json) and held-out colour-shape
+       combinations among all categories (val/instances_novel.json);
+     tools/eval_segmentation.py: mIoU over background and every category (val/masks, the VOC convention);
+     tools/eval_grounding.py: each category name picks one of its boxes among the image's boxes;
+     tools/segment.py: the pictures of one held-out image
   4. tools/train_stage2.py CONFIG --cfg-options checkpoint=... ann_file=... image_root=... work_dir=OUT_DIR/work
   5. the same evaluations of OUT_DIR/work/export, after.
-The training wall time and the machine's load are recorded with the numbers.
+Numbers are percentages. The training wall time and the machine's load are recorded with them.
 """
 
 from __future__ import annotations
@@ -39,15 +43,53 @@ def run(command: list[str], what: str) -> float:
 
 
 def evaluate(model: Path, world: dict, out: Path, tag: str) -> dict:
+    """Every evaluation of ``model`` on the held-out images, in percent; pictures of one image."""
     scores = {}
+    common = ["--model", str(model), "--quiet"]
     for split, ann in (("trained_categories", world["val_ann"]), ("held_out_combinations", world["val_novel_ann"])):
         folder = out / f"boxclass_{tag}_{split}"
-        run(["tools/eval_boxclass.py", "--ann", ann, "--images", world["val_images"], "--model", str(model),
-             "--out", str(folder), "--workers", "0", "--quiet"], f"box classification {tag}, {split}")
+        run(["tools/eval_boxclass.py", "--ann", ann, "--images", world["val_images"], "--out", str(folder),
+             "--workers", "0", *common], f"box classification {tag}, {split}")
         report = json.loads((folder / "report.json").read_text())
-        scores[split] = {"top1": report["top1"], "top5": report["top5"], "boxes": report["evaluated"],
+        scores[split] = {"top1": 100 * report["top1"], "top5": 100 * report["top5"], "boxes": report["evaluated"],
                          "categories": report["categories"]}
+    folder = out / f"segmentation_{tag}"
+    run(["tools/eval_segmentation.py", "--images", world["val_images"], "--masks", world["val_masks"],
+         "--classes", world["classes"], "--background-class", "background", "--out", str(folder), *common],
+        f"segmentation {tag}")
+    report = json.loads((folder / "report.json").read_text())
+    background = next(row for row in report["per_class"] if row["class"] == "background")
+    scores["segmentation"] = {"miou": 100 * report["miou"], "background_iou": 100 * (background["iou"] or 0.0),
+                              "pixel_accuracy": 100 * report["pixel_accuracy"], "images": report["images"]}
+    folder = out / f"grounding_{tag}"
+    run(["tools/eval_grounding.py", "--ann", world["val_ann"], "--images", world["val_images"], "--out", str(folder),
+         *common], f"grounding {tag}")
+    report = json.loads((folder / "report.json").read_text())
+    scores["grounding"] = {"accuracy": 100 * report["accuracy"], "chance": 100 * report["chance"],
+                           "phrases": report["phrases"]}
+    run(["tools/segment.py", world["picture"], "--labels", *world["names"], "--out", str(out / f"pictures_{tag}"),
+         *common], f"pictures {tag}")
     return scores
+
+
+def show(report: dict) -> None:
+    """The before/after table, in percent."""
+    before, after = report["before"], report["after"]
+    rows = []
+    for split, label in (("trained_categories", "box top-1, trained categories"),
+                         ("held_out_combinations", "box top-1, held-out combinations")):
+        rows.append((f"{label} ({after[split]['boxes']} boxes)", report["world"]["chance_top1"][split],
+                     before[split]["top1"], after[split]["top1"]))
+    seg = after["segmentation"]
+    rows.append((f"segmentation mIoU ({seg['images']} images, background + {len(report['world']['names'])} classes)",
+                 None, before["segmentation"]["miou"], seg["miou"]))
+    rows.append(("  background IoU", None, before["segmentation"]["background_iou"], seg["background_iou"]))
+    ground = after["grounding"]
+    rows.append((f"grounding accuracy ({ground['phrases']} phrases)", ground["chance"],
+                 before["grounding"]["accuracy"], ground["accuracy"]))
+    print(f"{'held-out images':<58}{'chance':>8}{'before':>9}{'after':>9}")
+    for name, chance, b, a in rows:
+        print(f"{name:<58}{'' if chance is None else f'{chance:.1f}':>8}{b:>9.1f}{a:>9.1f}")
 
 
 def main(argv=None) -> int:
@@ -55,11 +97,14 @@ def main(argv=None) -> int:
     parser.add_argument("out_dir", help="folder for the checkpoint, the world, the run and report.json")
     parser.add_argument("--config", default="configs/train/coco_tiny.py", help="training config (default coco_tiny)")
     parser.add_argument("--train", type=int, default=300, help="training images of the world (default 300)")
-    parser.add_argument("--val", type=int, default=300, help="held-out images of the world (default 300)")
+    parser.add_argument("--val", type=int, default=100, help="held-out images of the world (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world (default 0)")
     parser.add_argument("--cfg-options", nargs="*", default=[], help="more training overrides, KEY=VALUE")
     args = parser.parse_args(argv)
     out = Path(args.out_dir).resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"error: {out} already exists and is not an empty folder; choose a new one", file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     config = Path(args.config)
     if not (config if config.is_absolute() else REPO / config).is_file():
@@ -71,8 +116,13 @@ def main(argv=None) -> int:
     world_dir = out / "world"
     run(["tools/make_shapes_world.py", str(world_dir), "--train", str(args.train), "--val", str(args.val),
          "--seed", str(args.seed)], "shapes world")
-    world = {"val_ann": str(world_dir / "val" / "instances.json"), "val_novel_ann": str(world_dir / "val" / "instances_novel.json"),
-             "val_images": str(world_dir / "val" / "images")}
+    names = [line.strip() for line in (world_dir / "classes.txt").read_text(encoding="utf-8").splitlines()[1:]
+             if line.strip()]
+    world = {"val_ann": str(world_dir / "val" / "instances.json"),
+             "val_novel_ann": str(world_dir / "val" / "instances_novel.json"),
+             "val_images": str(world_dir / "val" / "images"), "val_masks": str(world_dir / "val" / "masks"),
+             "classes": str(world_dir / "classes.txt"), "names": names,
+             "picture": str(sorted((world_dir / "val" / "images").iterdir())[0])}
     before = evaluate(start, world, out, "before")
     work = out / "work"
     options = [f"checkpoint={start}", f"ann_file={world_dir / 'train' / 'instances.json'}",
@@ -85,21 +135,17 @@ def main(argv=None) -> int:
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "config": args.config, "cfg_options": args.cfg_options,
-        "world": {"train_images": args.train, "val_images": args.val, "seed": args.seed,
-                  "chance_top1": {split: 100 / after[split]["categories"] for split in after}},
+        "world": {"train_images": args.train, "val_images": args.val, "seed": args.seed, "names": names,
+                  "chance_top1": {split: 100 / after[split]["categories"]
+                                  for split in ("trained_categories", "held_out_combinations")}},
         "training_seconds": round(seconds, 1), "load_average": {"before": load_before, "after": load_after},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+                    "python": platform.python_version()},
         "before": before, "after": after,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(f"training: {seconds / 60:.1f} min on {os.cpu_count()} CPUs (load {load_before} -> {load_after})")
-    print(f"{'held-out boxes':<34}{'chance':>8}{'before top-1/5':>18}{'after top-1/5':>18}")
-    for split, label in (("trained_categories", "trained categories"), ("held_out_combinations", "held-out combinations")):
-        b, a = before[split], after[split]
-        chance = report["world"]["chance_top1"][split]
-        name = f"{label} ({a['boxes']})"
-        print(f"{name:<34}{chance:>7.1f}%"
-              f"{b['top1']:>10.1f} / {b['top5']:<5.1f}{a['top1']:>10.1f} / {a['top5']:<5.1f}")
+    show(report)
     print(f"report written to {out / 'report.json'}")
     return 0
 

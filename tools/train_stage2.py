@@ -17,17 +17,21 @@ from fgdense.cli import fail  # noqa: E402
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="training config, e.g. configs/train/base.py")
     parser.add_argument("--work-dir", help="where logs, checkpoints and the export go (default work_dirs/<config>)")
     parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in the work dir")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+    parser.add_argument("--cfg-options", nargs="+", default=[],
                         help="override config entries, e.g. checkpoint=fg-tiny batch_size=8 model.frozen=[text_model.]")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
                         help="'pytorch' under torchrun for several processes")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # KEY=VALUE pairs read as mmengine reads them; imported only now, so that --help answers at once.
+    from mmengine.config import DictAction
+
+    pairs, args.cfg_options = args.cfg_options, {}
+    DictAction(option_strings=["--cfg-options"], dest="cfg_options")(parser, args, pairs)
+    return args
 
 
 def work(argv) -> int:
