@@ -42,6 +42,10 @@ def run(command: list[str], what: str) -> float:
     return time.perf_counter() - start
 
 
+def percent(fraction):
+    return None if fraction is None else 100 * fraction
+
+
 def evaluate(model: Path, world: dict, out: Path, tag: str) -> dict:
     """Every evaluation of ``model`` on the held-out images, in percent; pictures of one image."""
     scores = {}
@@ -65,7 +69,7 @@ def evaluate(model: Path, world: dict, out: Path, tag: str) -> dict:
     run(["tools/eval_grounding.py", "--ann", world["val_ann"], "--images", world["val_images"], "--out", str(folder),
          *common], f"grounding {tag}")
     report = json.loads((folder / "report.json").read_text())
-    scores["grounding"] = {"accuracy": 100 * report["accuracy"], "chance": 100 * report["chance"],
+    scores["grounding"] = {"accuracy": percent(report["accuracy"]), "chance": percent(report["chance"]),
                            "phrases": report["phrases"]}
     run(["tools/segment.py", world["picture"], "--labels", *world["names"], "--out", str(out / f"pictures_{tag}"),
          *common], f"pictures {tag}")
@@ -88,8 +92,11 @@ def show(report: dict) -> None:
     rows.append((f"grounding accuracy ({ground['phrases']} phrases)", ground["chance"],
                  before["grounding"]["accuracy"], ground["accuracy"]))
     print(f"{'held-out images':<58}{'chance':>8}{'before':>9}{'after':>9}")
+    def cell(value, width):
+        return f"{'-' if value is None else f'{value:.1f}':>{width}}"
+
     for name, chance, b, a in rows:
-        print(f"{name:<58}{'' if chance is None else f'{chance:.1f}':>8}{b:>9.1f}{a:>9.1f}")
+        print(f"{name:<58}{cell(chance, 8)}{cell(b, 9)}{cell(a, 9)}")
 
 
 def main(argv=None) -> int:

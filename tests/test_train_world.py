@@ -120,5 +120,9 @@ def test_benchmark_learning_runs_end_to_end(tmp_path):
             scores = report[when][split]
             assert 0 <= scores["top1"] <= scores["top5"] <= 100 and scores["boxes"] > 0
     assert report["world"]["chance_top1"]["trained_categories"] == pytest.approx(100 / 12)
+    for when in ("before", "after"):
+        assert 0 <= report[when]["segmentation"]["miou"] <= 100 and report[when]["segmentation"]["images"] == 6
+        assert report[when]["grounding"]["phrases"] > 0 and 0 <= report[when]["grounding"]["accuracy"] <= 100
+        assert (out / f"pictures_{when}").is_dir() and any((out / f"pictures_{when}").glob("*_overlay.png"))
     assert report["training_seconds"] > 0 and (out / "work" / "export" / "model.safetensors").is_file()
-    assert "held-out combinations" in result.stdout
+    assert "held-out combinations" in result.stdout and "segmentation mIoU" in result.stdout
