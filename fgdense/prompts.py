@@ -42,7 +42,6 @@ CHINESE_TEMPLATES = (
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
-@torch.no_grad()
 def imagenet_templates() -> tuple[str, ...]:
     """CLIP's 80 ImageNet prompt templates, ``{}`` for the name (see ``fgdense/assets/prompts/README.md``):
     the prompts of the official COCO and LVIS box-classification evaluations."""
@@ -50,6 +49,7 @@ def imagenet_templates() -> tuple[str, ...]:
     return tuple(line for line in text.splitlines() if line)
 
 
+@torch.no_grad()
 def encode_text(model, tokenizer, texts, walk_type: str = "short", *, normalize: bool = True, lowercase: bool = True,
                 text_mask: str = "tokenizer", batch_size: int = 256) -> torch.Tensor:
     """Text embeddings (B, D) float32 of ``texts`` with the given walk type, L2-normalised by default.
