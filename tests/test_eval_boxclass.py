@@ -150,6 +150,13 @@ def test_per_annotation_predictions_equal_the_official_script(dataset, full_run,
     assert set(per) == {str(c) for c, _ in CATEGORIES} and per["230"]["name"] == "iPhone"
     assert sum(c["evaluated"] for c in per.values()) == report["evaluated"]
     assert sum(c["top1_correct"] for c in per.values()) == report["top1_correct"]
+    # The top-1 confusion counts are the predictions file's (true id, top-1 id) pairs; the diagonal is top-1 correct.
+    pairs = {}
+    for r in scored.values():
+        pairs.setdefault(str(r["category_id"]), {}).setdefault(str(r["top5"][0]), 0)
+        pairs[str(r["category_id"])][str(r["top5"][0])] += 1
+    assert report["confusion"] == pairs
+    assert all(report["confusion"].get(cid, {}).get(cid, 0) == c["top1_correct"] for cid, c in per.items())
 
 
 def test_boxclass_cn_keeps_the_case_of_names_and_coco_lowers_it(dataset, ref_model, ref_tokenizer):
