@@ -122,9 +122,9 @@ def worst_scores(confusion: Confusion, bars: int = BARS) -> list[tuple[int, floa
 
 
 def plot_png(report: dict, top: int = TOP, bars: int = BARS, font: str | None = None) -> bytes:
-    """The report's picture as PNG bytes (drawn in memory, so a tool writes it with the report, all or
-    nothing): the ``top`` most confused categories, the ``bars`` lowest scores; ``font`` a font file (default:
-    the bundled CJK font, or an installed one that draws more of the names)."""
+    """The report's picture as PNG bytes, drawn in memory (nothing is written unless it is complete): the
+    ``top`` most confused categories, the ``bars`` lowest scores; ``font`` a font file (default: the bundled
+    CJK font, or an installed one that draws more of the names)."""
     import matplotlib
     from matplotlib.figure import Figure
 
