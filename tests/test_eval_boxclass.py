@@ -99,11 +99,11 @@ def no_mask_tokenizer(ref_tokenizer):
 
 @pytest.fixture(scope="module")
 def full_run(dataset, tmp_path_factory):
-    """The tool, single process, protocol auto (COCO here: most names are English)."""
+    """The tool, single process, protocol auto (COCO here: most names are English), with its picture."""
     ann, images_dir = dataset
     out = tmp_path_factory.mktemp("full")
     done = run_tool("--ann", str(ann), "--images", str(images_dir), "--model", str(CHECKPOINT), "--out", str(out),
-                    "--workers", "1", "--batch-size", "2", "--quiet")
+                    "--workers", "1", "--batch-size", "2", "--quiet", "--plot")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "protocol coco" in done.stdout
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -150,6 +150,35 @@ def test_per_annotation_predictions_equal_the_official_script(dataset, full_run,
     assert set(per) == {str(c) for c, _ in CATEGORIES} and per["230"]["name"] == "iPhone"
     assert sum(c["evaluated"] for c in per.values()) == report["evaluated"]
     assert sum(c["top1_correct"] for c in per.values()) == report["top1_correct"]
+    # The top-1 confusion counts are the predictions file's (true id, top-1 id) pairs; the diagonal is top-1 correct.
+    pairs = {}
+    for r in scored.values():
+        pairs.setdefault(str(r["category_id"]), {}).setdefault(str(r["top5"][0]), 0)
+        pairs[str(r["category_id"])][str(r["top5"][0])] += 1
+    assert report["confusion"] == pairs
+    assert all(report["confusion"].get(cid, {}).get(cid, 0) == c["top1_correct"] for cid, c in per.items())
+
+
+def test_plot_beside_the_report_shows_the_predictions_confusions(full_run):
+    """--plot: plot.png beside the report, a real picture, its matrix the predictions file's top-1 mistakes."""
+    from fgdense.evaluation.plots import confusion_of, shown_matrix
+
+    report, preds_path = full_run
+    plot = preds_path.parent / "plot.png"
+    with Image.open(plot) as picture:
+        assert picture.format == "PNG" and picture.width >= 1000 and picture.height >= 300
+        picture.load()
+    ids = list(report["per_category"])
+    expected = np.zeros((len(ids), len(ids)), np.int64)
+    for r in read_predictions(preds_path)[1]:
+        if "skipped" not in r:
+            expected[ids.index(str(r["category_id"])), ids.index(str(r["top5"][0]))] += 1
+    confusion = confusion_of(report)
+    assert confusion.names == [name for _, name in CATEGORIES]  # 猫, 电脑, T恤 drawn with the bundled font
+    assert (confusion.counts[:, :-1] == expected).all() and not confusion.counts[:, -1].any()
+    shown = shown_matrix(confusion)
+    assert len(shown.order) == len([i for i in range(len(ids)) if expected[i].any() or expected[:, i].any()])
+    assert np.allclose(shown.rows.sum(1), 1)
 
 
 def test_boxclass_cn_keeps_the_case_of_names_and_coco_lowers_it(dataset, ref_model, ref_tokenizer):
@@ -204,10 +233,11 @@ def test_two_process_torchrun_equals_single_process(dataset, full_run, tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(TOOL), "--ann", str(ann), "--images", str(images_dir), "--model", str(CHECKPOINT),
-               "--out", str(tmp_path), "--workers", "0", "--batch-size", "2", "--quiet"]
+               "--out", str(tmp_path), "--workers", "0", "--batch-size", "2", "--quiet", "--plot"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == report
+    assert (tmp_path / "plot.png").is_file() and done.stdout.count("plot written to") == 1  # rank 0 draws it
     _, single = read_predictions(preds_path)
     _, sharded = read_predictions(tmp_path / "predictions.jsonl")
     assert [(r["annotation_id"], r.get("top5"), r.get("skipped")) for r in sharded] == \
@@ -329,3 +359,10 @@ def test_tool_user_errors_are_one_line_and_write_nothing(dataset, tmp_path):
                     str(CHECKPOINT), "--out", str(tmp_path / "o2"), "--quiet")
     assert done.returncode != 0 and "never writes over its inputs" in done.stderr
     assert (tmp_path / "o2" / "report.json").read_bytes() == before
+    # The annotations as --plot's picture: refused in one line, before any work.
+    shutil.copy(ann, tmp_path / "o2" / "plot.png")
+    done = run_tool("--ann", str(tmp_path / "o2" / "plot.png"), "--images", str(images_dir), "--model",
+                    str(CHECKPOINT), "--out", str(tmp_path / "o2"), "--plot", "--quiet")
+    err = done.stderr.strip()
+    assert done.returncode != 0 and "plot" in err and "is the annotation file" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "o2" / "plot.png").read_bytes() == ann.read_bytes()

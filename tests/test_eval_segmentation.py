@@ -78,6 +78,8 @@ def test_wrong_predictors_score_the_hand_computed_values(tmp_path):
     assert report["miou"] == pytest.approx(1 / 9)
     assert report["pixel_accuracy"] == pytest.approx(7 / 21)
     assert report["mean_accuracy"] == pytest.approx(1 / 3)
+    # The report keeps the pixel confusion matrix, non-zero cells only (ground truth -> prediction).
+    assert report["confusion"] == {"0": {"1": 8}, "1": {"1": 7}, "2": {"1": 6}}
 
     # Cat and dog swapped: background perfect, cat and dog IoU 0.
     swap = np.array([0, 2, 1])
@@ -88,6 +90,7 @@ def test_wrong_predictors_score_the_hand_computed_values(tmp_path):
     # Nothing predicted ("no class" everywhere): every class present in the ground truth scores 0.
     report = evaluate_segmentation(lambda im: np.full((im.height, im.width), 3), dataset, progress=False)
     assert report["miou"] == 0.0 and report["pixel_accuracy"] == 0.0
+    assert report["confusion"] == {"0": {"3": 8}, "1": {"3": 7}, "2": {"3": 6}}  # column 3: "no class"
 
 
 def test_class_absent_everywhere_is_left_out_of_miou():

@@ -2,14 +2,15 @@
 
     # VOC / ADE20K style: images + single-channel label PNGs (same stems, 255 = ignore) + class list
     python tools/eval_segmentation.py --images IMAGES --masks LABEL_PNGS --classes classes.txt [--model CKPT]
-        [--background-class background] [--out segeval_out]
+        [--background-class background] [--out segeval_out] [--plot]
     # COCO-format mask annotations
     python tools/eval_segmentation.py --images IMAGES --coco instances.json [--background-class background]
 
 Class names are the segmenter's labels (``box`` walk; 'cat|猫' synonyms work in the class list). The
 --background-class (a name in the class list; for COCO a new class 0 owning unannotated pixels) is
 not a label: pixels the segmenter leaves as background are predicted as it. Prints a table and writes
---out/report.json (default ./segeval_out).
+--out/report.json (default ./segeval_out); --plot also writes plot.png beside it: the pixel confusion
+matrix of the most confused classes (rows normalised) and per-class IoU, worst first.
 """
 
 import sys
@@ -21,8 +22,9 @@ from fgdense import cli  # noqa: E402
 
 
 def parse_args(argv):
-    parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json (created; default "
-                        "./segeval_out)", out_default="segeval_out", precision="fp32", max_patches="auto")
+    parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json and plot.png (created; "
+                        "default ./segeval_out)", out_default="segeval_out", precision="fp32", max_patches="auto",
+                        font=True)
     parser.add_argument("--images", required=True, help="folder of the images")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--masks", help="folder of label PNGs (pixel = class index, same file stems as the images)")
@@ -37,6 +39,8 @@ def parse_args(argv):
     parser.add_argument("--templates", action="store_true", help="average each label over prompt templates")
     parser.add_argument("--refine", action="store_true", help="snap boundaries to image edges (guided filter)")
     parser.add_argument("--max-images", type=int, help="stop after this many images (the report says incomplete)")
+    parser.add_argument("--plot", action="store_true", help="also write plot.png: the most confused classes' "
+                        "confusion matrix and per-class IoU")
     return parser.parse_args(argv)
 
 
@@ -58,7 +62,8 @@ def work(argv) -> int:
     args = parse_args(argv)
     from fgdense.errors import FGDenseError
     from fgdense.evaluation.segmentation import evaluate_segmentation, format_report, segmenter_predictor
-    from fgdense.io.files import check_output_folder, check_outputs, write_json
+    from fgdense.io.files import check_output_folder, check_outputs, write_all, write_json
+    from fgdense.io.fonts import choose_font
     from fgdense.segment import Segmenter
 
     if args.max_images is not None and args.max_images < 0:
@@ -66,9 +71,13 @@ def work(argv) -> int:
     settings = Segmenter.Settings(max_num_patches=cli.max_patches_setting(args.max_patches), threshold=cli.threshold_setting(args.threshold),
                                   background_labels=args.background, templates=args.templates, refine=args.refine,
                                   precision=args.precision, text_mask=args.text_mask)
+    if args.font:
+        choose_font([], args.font, warn=False)  # a font that does not exist or is not a font: one line now
     out = check_output_folder(args.out)
     report_path = out / "report.json"
-    check_outputs({"report": report_path}, {"annotation file": args.coco, "class list": args.classes}, folders=False)
+    plot_path = out / "plot.png" if args.plot else None
+    check_outputs({"report": report_path, "plot": plot_path},
+                  {"annotation file": args.coco, "class list": args.classes, "font": args.font}, folders=False)
     dataset = load_dataset(args)
     device = cli.device_of(args.device)
 
@@ -84,6 +93,12 @@ def work(argv) -> int:
         write_json(report_path, report)
     print(format_report(report))
     print(f"report written to {report_path}")
+    if plot_path is not None:
+        # After the report is safe: a picture that fails to draw must not cost the evaluation.
+        from fgdense.evaluation.plots import write_plot
+
+        write_all([(plot_path, write_plot(report, font=args.font))])
+        print(f"plot written to {plot_path}")
     return 0
 
 

@@ -1,7 +1,9 @@
 """Counting box-classification outcomes (across ranks) and turning the counts into a report and a table.
 
 Accuracies in the JSON report are fractions in [0, 1] (as every fgdense evaluation report); the printed
-table shows percentages.
+table shows percentages. The report also keeps the top-1 confusion counts (``confusion``: true category
+id -> predicted category id -> annotations, non-zero cells only), so a picture of what is mistaken for
+what (:mod:`fgdense.evaluation.plots`) needs the report alone.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from .boxclass_data import SKIP_REASONS, BoxClassDataset
 
 
 class Tally:
-    """Counts per category (scored, top-1 correct, top-5 correct), skips by reason, images done."""
+    """Counts per category (scored, top-1 correct, top-5 correct), the top-1 confusion matrix (row = true
+    category, column = predicted), skips by reason, images done."""
 
     def __init__(self, categories):
         self.index = {cid: i for i, (cid, _) in enumerate(categories)}
         self.per_category = torch.zeros(len(categories), 3, dtype=torch.int64)
+        # Dense, so ranks can sum it in one all-reduce; LVIS's 1203 categories make 11 MB, once per run.
+        self.confusion = torch.zeros(len(categories), len(categories), dtype=torch.int64)
         self.skips = torch.zeros(len(SKIP_REASONS), dtype=torch.int64)
         self.images = torch.zeros(1, dtype=torch.int64)
 
@@ -26,8 +31,10 @@ class Tally:
         if "skipped" in record:
             self.skips[SKIP_REASONS.index(record["skipped"])] += 1
             return
-        row = self.per_category[self.index[record["category_id"]]]
+        truth = self.index[record["category_id"]]
+        row = self.per_category[truth]
         row[0] += 1
+        self.confusion[truth, self.index[record["top5"][0]]] += 1
         row[1] += int(record["top5"][0] == record["category_id"])
         row[2] += int(record["category_id"] in record["top5"])
 
@@ -44,13 +51,12 @@ class Tally:
         """Sum the counts of every rank (no-op without torch.distributed)."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             return
-        flat = torch.cat([self.per_category.flatten(), self.skips, self.images]).to(device)
+        parts = [self.per_category, self.confusion, self.skips, self.images]
+        flat = torch.cat([part.flatten() for part in parts]).to(device)
         torch.distributed.all_reduce(flat)
-        flat = flat.cpu()
-        n = self.per_category.numel()
-        self.per_category = flat[:n].reshape(self.per_category.shape).clone()
-        self.skips = flat[n : n + len(SKIP_REASONS)].clone()
-        self.images = flat[n + len(SKIP_REASONS) :].clone()
+        pieces = flat.cpu().split([part.numel() for part in parts])
+        self.per_category, self.confusion, self.skips, self.images = (
+            piece.reshape(part.shape).clone() for piece, part in zip(pieces, parts))
 
 
 def fraction(part: int, whole: int) -> float | None:
@@ -82,7 +88,18 @@ def build_report(dataset: BoxClassDataset, tally: Tally, meta: dict) -> dict:
         "complete": images_done == len(dataset.images),
         "categories": len(dataset.categories),
         "per_category": per_category,
+        "confusion": sparse_confusion(tally.confusion, [str(cid) for cid, _ in dataset.categories]),
     }
+
+
+def sparse_confusion(matrix, row_keys, column_keys=None) -> dict:
+    """A confusion matrix as JSON: row key -> column key -> count, non-zero cells only (LVIS-sized
+    matrices are almost all zeros)."""
+    column_keys = row_keys if column_keys is None else column_keys
+    rows = {}
+    for i, j in torch.as_tensor(matrix).nonzero().tolist():
+        rows.setdefault(row_keys[i], {})[column_keys[j]] = int(matrix[i][j])
+    return rows
 
 
 def display_width(text: str) -> int:
@@ -120,4 +137,4 @@ def format_report(report: dict, max_categories: int = 40) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Tally", "build_report", "format_report", "fraction"]
+__all__ = ["Tally", "build_report", "format_report", "fraction", "sparse_confusion"]

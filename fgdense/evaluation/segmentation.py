@@ -13,7 +13,9 @@ Scoring accumulates one confusion matrix over all pixels of all images (the stan
 a class = TP / (TP + FP + FN); mIoU averages the classes that occur in the ground truth or the
 predictions; pixel accuracy = correctly labelled pixels / scored pixels. A prediction may also be
 "no class" (the segmenter's background when the class list has no background class): it is simply
-wrong wherever the ground truth names a class.
+wrong wherever the ground truth names a class. The report keeps the matrix (``confusion``: ground-truth
+class index -> predicted class index -> pixels, non-zero cells only; index C = "no class"), so a
+picture of what is mistaken for what (:mod:`fgdense.evaluation.plots`) needs the report alone.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..io.files import write_json
 from ..io.inputs import is_image_name
 from ..processing.image import decode_as_stored as decode_image
 from .boxclass_data import image_path
-from .boxclass_report import display_width, percent
+from .boxclass_report import display_width, percent, sparse_confusion
 
 IGNORE_INDEX = 255
 
@@ -265,7 +267,8 @@ def evaluate_segmentation(predict: Callable, dataset, progress: bool = True, max
     report.update(images=count, images_scored=count - sum(skipped.values()), skipped=skipped,
                   complete=count == len(dataset), ignore_index=dataset.ignore_index,
                   background_class=None if dataset.background_index is None
-                  else dataset.class_names[dataset.background_index])
+                  else dataset.class_names[dataset.background_index],
+                  confusion=sparse_confusion(confusion, [str(i) for i in range(classes + 1)]))
     return report
 
 

@@ -1,0 +1,242 @@
+"""A picture of an evaluation report: what is mistaken for what, and how well each category does.
+
+One PNG per report (``--plot`` of ``tools/eval_boxclass.py`` and ``tools/eval_segmentation.py``):
+
+* left, the confusion matrix of the categories most involved in mistakes (off-diagonal counts as the
+  true category plus as the predicted one), rows normalised so each row says where that category's
+  annotations (pixels) went; an ``(other)`` column holds what went to categories not shown (and, in
+  segmentation, to "no class"), so every row sums to 100 %;
+* right, per-category top-1 accuracy (box classification) or IoU (segmentation) as bars, worst first.
+
+Everything comes from the report (its ``confusion`` counts), so two runs' pictures, before and after
+fine-tuning, are drawn the same way. matplotlib (Agg, no pyplot state) is imported only when a picture
+is drawn, so the tools still answer ``--help`` at once. Names are drawn with the bundled CJK font
+(:mod:`fgdense.io.fonts`); a character no font has is drawn as U+FFFD, never an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import FGDenseError
+from ..io.fonts import bundled_font, choose_font
+
+TOP = 15        # categories in the matrix: beyond ~15 the cells' numbers no longer fit
+BARS = 30       # categories in the bar chart (the worst ones when there are more)
+OTHER = "(other)"
+
+
+@dataclass
+class Confusion:
+    """A report's confusion counts and per-category scores, the same for both kinds of evaluation."""
+
+    kind: str                   # "box classification" or "segmentation"
+    names: list[str]            # every category, in the report's order
+    counts: np.ndarray          # (K, K + 1): row = true category, column = predicted, the last "no class"
+    scores: list[float | None]  # per category: top-1 accuracy or IoU; None where not scored
+    score_name: str             # "top-1 accuracy" or "IoU"
+    unit: str                   # what a count counts: "annotations" or "pixels"
+    noun: tuple[str, str]       # ("category", "categories") or ("class", "classes")
+    summary: str                # the headline numbers, for the picture's title
+
+
+@dataclass
+class Shown:
+    """The part of the matrix a picture shows."""
+
+    order: list[int]     # indices of the categories shown, most confused first
+    rows: np.ndarray     # (len(order), len(order) + 1): row-normalised, columns = order + (other)
+    support: np.ndarray  # (len(order),): the true count of each shown row
+    total: int           # categories in the report
+
+
+def confusion_of(report: dict) -> Confusion:
+    """The confusion counts and scores of a box-classification or segmentation report."""
+    if "confusion" not in report:
+        raise FGDenseError("this report has no confusion counts (written by an older fgdense); evaluate again to "
+                           "draw its picture")
+    if "per_category" in report:  # box classification: keyed by category id
+        ids = list(report["per_category"])
+        names = [report["per_category"][cid]["name"] for cid in ids]
+        scores = [report["per_category"][cid]["top1"] for cid in ids]
+        column = {cid: j for j, cid in enumerate(ids)}
+        kind, score_name, unit, noun = "box classification", "top-1 accuracy", "annotations", ("category", "categories")
+        summary = (f"top-1 {_pct(report['top1'])}, top-5 {_pct(report['top5'])} on {report['evaluated']} "
+                   f"annotations")
+    elif "per_class" in report:  # segmentation: keyed by class index, index C = "no class"
+        ids = [str(i) for i in range(len(report["per_class"]))]
+        names = [row["class"] for row in report["per_class"]]
+        scores = [row["iou"] for row in report["per_class"]]
+        column = {str(j): j for j in range(len(ids) + 1)}
+        kind, score_name, unit, noun = "segmentation", "IoU", "pixels", ("class", "classes")
+        summary = (f"mIoU {_pct(report['miou'])}, pixel accuracy {_pct(report['pixel_accuracy'])} on "
+                   f"{report.get('images_scored', report.get('images', 0))} images")
+    else:
+        raise FGDenseError("not a box-classification or segmentation report (no per_category / per_class)")
+    counts = np.zeros((len(ids), len(ids) + 1), np.int64)
+    row = {cid: i for i, cid in enumerate(ids)}
+    for truth, predicted in report["confusion"].items():
+        for guess, n in predicted.items():
+            counts[row[truth], column[guess]] = n
+    if report.get("model"):
+        summary += f", model {report['model']}"
+    if not report.get("complete", True):
+        summary += " (incomplete run)"
+    return Confusion(kind, names, counts, scores, score_name, unit, noun, summary)
+
+
+def most_confused(counts: np.ndarray, top: int = TOP) -> list[int]:
+    """The ``top`` categories with the most off-diagonal mass (mistaken as the truth plus mistaken for as
+    the prediction), most first; ties go to the larger category, then the earlier one. Categories neither
+    present nor predicted are never chosen."""
+    k = counts.shape[0]
+    square = counts[:, :k]
+    diagonal = np.diag(square)
+    mass = (counts.sum(1) - diagonal) + (square.sum(0) - diagonal)
+    support = counts.sum(1)
+    candidates = [i for i in range(k) if support[i] or square[:, i].any()]
+    return sorted(candidates, key=lambda i: (-mass[i], -support[i], i))[:top]
+
+
+def shown_matrix(confusion: Confusion, top: int = TOP) -> Shown:
+    """The rows and columns the picture's matrix shows, row-normalised, with the ``(other)`` column."""
+    order = most_confused(confusion.counts, top)
+    counts = confusion.counts[order]
+    inside = counts[:, order]
+    support = counts.sum(1)
+    # Whatever a shown row predicted outside the shown categories (or "no class") is its "other".
+    cells = np.concatenate([inside, (support - inside.sum(1))[:, None]], axis=1).astype(np.float64)
+    rows = np.divide(cells, support[:, None], out=np.zeros_like(cells), where=support[:, None] > 0)
+    return Shown(order, rows, support, len(confusion.names))
+
+
+def worst_scores(confusion: Confusion, bars: int = BARS) -> list[tuple[int, float]]:
+    """(category index, score) of the scored categories, lowest first, at most ``bars`` of them."""
+    scored = [(i, s) for i, s in enumerate(confusion.scores) if s is not None]
+    return sorted(scored, key=lambda pair: (pair[1], confusion.names[pair[0]]))[:bars]
+
+
+def plot_png(report: dict, top: int = TOP, bars: int = BARS, font: str | None = None) -> bytes:
+    """The report's picture as PNG bytes, drawn in memory (nothing is written unless it is complete): the
+    ``top`` most confused categories, the ``bars`` lowest scores; ``font`` a font file (default: the bundled
+    CJK font, or an installed one that draws more of the names)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    confusion = confusion_of(report)
+    shown = shown_matrix(confusion, top)
+    worst = worst_scores(confusion, bars)
+    lettering = choose_font(confusion.names + [OTHER, confusion.summary], font)
+    rows = max(len(shown.order), len(worst), 1)
+    with matplotlib.rc_context({"font.family": [_family(lettering.path), "DejaVu Sans"], "font.size": 9}), \
+            warnings.catch_warnings():
+        # choose_font has already warned once about characters no font has; they are drawn as U+FFFD.
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        figure = Figure(figsize=(15, max(4.5, 2.0 + 0.3 * rows)), layout="constrained")
+        matrix_axes, bar_axes = figure.subplots(1, 2, width_ratios=[1.25, 1])
+        _draw_matrix(matrix_axes, figure, confusion, shown, lettering.drawable)
+        _draw_bars(bar_axes, confusion, worst, report, lettering.drawable)
+        figure.suptitle(lettering.drawable(f"{confusion.kind}: {confusion.summary}"), fontsize=11)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def write_plot(report: dict, top: int = TOP, bars: int = BARS, font: str | None = None):
+    """A ``write(temp_path)`` for :func:`fgdense.io.files.write_all` that writes the report's picture
+    (drawn now, before anything is written)."""
+    png = plot_png(report, top, bars, font)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(png)
+    return write
+
+
+# ------------------------------------------------------------------------------------------ drawing
+def _draw_matrix(axes, figure, confusion: Confusion, shown: Shown, drawable) -> None:
+    n, total = len(shown.order), shown.total
+    if not n:
+        _nothing(axes, "confusion matrix: nothing was scored")
+        return
+    one, many = confusion.noun
+    which = (f"the one {one}" if total == 1 else f"all {total} {many}" if n == total
+             else f"the {n} most confused of {total} {many}")
+    axes.set_title(f"confusion, rows normalised: {which}")
+    image = axes.imshow(shown.rows, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
+    names = [_short(confusion.names[i]) for i in shown.order]
+    axes.set_yticks(range(n), [drawable(f"{name} ({_count(s)})") for name, s in zip(names, shown.support)])
+    axes.set_xticks(range(n + 1), [drawable(name) for name in names] + [OTHER], rotation=60, ha="right",
+                    rotation_mode="anchor")
+    axes.set_ylabel(f"true {one} ({confusion.unit})")
+    axes.set_xlabel(f"predicted {one}")
+    if n <= 20:  # beyond that the numbers no longer fit their cells
+        for (i, j), value in np.ndenumerate(shown.rows):
+            if value >= 0.005:
+                axes.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=8,
+                          color="white" if value > 0.5 else "black")
+
+
+def _draw_bars(axes, confusion: Confusion, worst, report: dict, drawable) -> None:
+    scored = sum(s is not None for s in confusion.scores)
+    if not worst:
+        _nothing(axes, f"{confusion.score_name}: nothing was scored")
+        return
+    which = "" if len(worst) == scored else f" (the {len(worst)} lowest of {scored})"
+    overall = report.get("top1") if confusion.kind == "box classification" else report.get("miou")
+    line = "" if overall is None else (", dashed: over all annotations" if confusion.kind == "box classification"
+                                       else ", dashed: mIoU")
+    axes.set_title(f"{confusion.score_name} per {confusion.noun[0]}, %{which}{line}")
+    values = [100 * s for _, s in worst]
+    axes.barh(range(len(worst)), values, color="#4c72b0")
+    axes.set_yticks(range(len(worst)), [drawable(_short(confusion.names[i])) for i, _ in worst])
+    axes.invert_yaxis()  # worst at the top, where the eye starts
+    axes.set_xlim(0, 112)  # room for the label of a 100 % bar
+    for y, value in enumerate(values):
+        axes.text(value + 1, y, f"{value:.1f}", va="center", fontsize=8)
+    if overall is not None:
+        axes.axvline(100 * overall, color="#c44e52", linestyle="--", linewidth=1)
+
+
+def _nothing(axes, title: str) -> None:
+    axes.set_title(title)
+    axes.text(0.5, 0.5, "no annotations or pixels were scored", ha="center", va="center", transform=axes.transAxes)
+    axes.set_axis_off()
+
+
+@functools.lru_cache(maxsize=8)
+def _family(path: str) -> str:
+    """Register a font file with matplotlib once; its family name (the bundled font's if it cannot be read)."""
+    from matplotlib import font_manager
+
+    try:
+        font_manager.fontManager.addfont(path)
+        return font_manager.FontProperties(fname=path).get_name()
+    except (OSError, RuntimeError, ValueError):
+        return _family(bundled_font()) if path != bundled_font() else "DejaVu Sans"
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "\u2026"
+
+
+def _count(n) -> str:
+    n = int(n)
+    for size, suffix in ((10**9, "G"), (10**6, "M"), (10**4, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{suffix}"
+    return str(n)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+__all__ = ["BARS", "TOP", "Confusion", "Shown", "confusion_of", "most_confused", "plot_png", "shown_matrix",
+           "worst_scores", "write_plot"]
