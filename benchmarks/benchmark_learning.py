@@ -53,13 +53,13 @@ def evaluate(model: Path, world: dict, out: Path, tag: str) -> dict:
     for split, ann in (("trained_categories", world["val_ann"]), ("held_out_combinations", world["val_novel_ann"])):
         folder = out / f"boxclass_{tag}_{split}"
         run(["tools/eval_boxclass.py", "--ann", ann, "--images", world["val_images"], "--out", str(folder),
-             "--workers", "0", *common], f"box classification {tag}, {split}")
+             "--workers", "0", "--plot", *common], f"box classification {tag}, {split}")
         report = json.loads((folder / "report.json").read_text())
         scores[split] = {"top1": 100 * report["top1"], "top5": 100 * report["top5"], "boxes": report["evaluated"],
                          "categories": report["categories"]}
     folder = out / f"segmentation_{tag}"
     run(["tools/eval_segmentation.py", "--images", world["val_images"], "--masks", world["val_masks"],
-         "--classes", world["classes"], "--background-class", "background", "--out", str(folder), *common],
+         "--classes", world["classes"], "--background-class", "background", "--out", str(folder), "--plot", *common],
         f"segmentation {tag}")
     report = json.loads((folder / "report.json").read_text())
     background = next(row for row in report["per_class"] if row["class"] == "background")

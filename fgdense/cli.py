@@ -91,8 +91,8 @@ def parser(description: str, *, out_help: str | None = None, out_default: str | 
                             "checkpoint's own processing, 128-1024 by image size, as the official evaluations) "
                             f"or a number up to 16384 (default {max_patches})")
     if font:
-        p.add_argument("--font", help="font file for the pictures' text (default: an installed font that draws "
-                                      "every label, else the bundled CJK font)")
+        p.add_argument("--font", help="font file for the pictures' text (default: the bundled CJK font, else an "
+                                      "installed font that draws more of the labels)")
     if text_mask:
         p.add_argument("--text-mask", default="tokenizer", choices=["tokenizer", "none"],
                        help="tokenizer: feed the attention mask the tokenizer returns, as the official evaluation "
