@@ -15,8 +15,9 @@ max_iters = 5000
 warmup_iters = 200
 lr = 1e-5
 num_negatives = 10  # other categories' names per box
-# Train on text as it will be evaluated: with the tokenizer's attention mask (tools/eval_boxclass.py's default
-# text policy) and, below, CLIP's 80 prompt templates (its COCO / LVIS protocol for English names).
+# Train on text as it will be used: with the tokenizer's attention mask (the tools' and tools/eval_boxclass.py's
+# default text policy) and, below, CLIP's 80 prompt templates (its COCO / LVIS protocol for English names)
+# mixed with bare names (the tools' labels).
 text_mask = "tokenizer"
 
 model = dict(
@@ -37,10 +38,12 @@ train_dataloader = dict(
         image_root=None,
         names_file=None,
         languages=["en"],  # ["en", "zh"] with a names file that gives Chinese names
-        # one drawn per box: "imagenet" = CLIP's 80, which the COCO / LVIS evaluation protocols average over;
+        # One drawn per box: "imagenet" = CLIP's 80, which the COCO / LVIS evaluation protocols average over;
         # or a list, e.g. ["{}", "a photo of a {}"]. Chinese: the bare name, as the BoxClass-CN protocol.
         templates="imagenet",
         templates_zh=["{}"],
+        # Half the boxes get the bare name instead: what the tools' labels and BoxClass-CN prompt with.
+        bare_prob=0.5,
         synonym_prob=0.0,  # how often a box's text is a synonym of its category instead
         num_negatives=None,
         negatives="random",  # or "confused": half of them from the categories the starting model confuses

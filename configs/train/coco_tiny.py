@@ -13,7 +13,13 @@ warmup_iters = 30
 lr = 2e-3
 warmup_start_factor = 0.1
 
-model = dict(gradient_checkpointing=False)
+# A random tiny text tower puts some names almost on top of each other (cosine up to 0.996 between the
+# 80-template embeddings of two categories). The text tower stays frozen, as in coco_base, but its linear
+# box-text head trains here: it can pull those names apart, and every name, trained or not, goes through
+# it. Measured on the default shapes world (docs/quality.md): held-out box top-1 74.7 -> 83.5 %, held-out
+# colour-shape combinations 10.9 -> 23.4 %. Hard negatives weigh 2 (coco_base: 0.5): 69.6 -> 76.6 % alone.
+model = dict(gradient_checkpointing=False, frozen=["text_model.", "longtext_head."],
+             loss_weights=dict(hard=2.0))
 # Shapes have no up and down: mirroring both ways lifted held-out top-1 from 79 % to 86 % (docs/training.md).
 train_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(hflip_prob=0.5, vflip_prob=0.5))
 # CPU runs train in fp32 (mmengine's AMP wrapper needs a GPU).

@@ -5,8 +5,8 @@ become :class:`~fgdense.train.data.Record` s like FineHARD's:
 
 * each box's **region text** is its category's name (English, or Chinese from a names file), through
   a prompt template drawn per box (``"{}"`` by default: the bare name, as the BoxClass-CN evaluation
-  prompts; ``"imagenet"``: CLIP's 80 templates, which the COCO and LVIS evaluations average over),
-  sometimes a synonym instead of the name;
+  and the tools' labels prompt; ``"imagenet"``: CLIP's 80 templates, which the COCO and LVIS
+  evaluations average over; ``bare_prob`` mixes the two), sometimes a synonym instead of the name;
 * each box's **hard negatives** are other categories' names in the same template, drawn at random or
   (``negatives="confused"``) half from the categories the starting model confuses most with it;
 * the image's **captions** name its categories with their counts ("a photo showing 2 person, 1 dog");
@@ -230,7 +230,9 @@ class CocoRegionDataset(Dataset):
 
     ``languages``: ``["en"]``, ``["zh"]`` or both (then every image is an English item and a Chinese
     item; batches stay monolingual). ``templates`` / ``templates_zh``: prompt templates, one drawn per
-    box (``"imagenet"``: CLIP's 80, as the COCO and LVIS evaluations prompt). ``synonym_prob``: how often a box's text uses one of its category's synonyms instead of its
+    box (``"imagenet"``: CLIP's 80, as the COCO and LVIS evaluations prompt); ``bare_prob``: how often a
+    box's text is the bare name instead (the prompt of BoxClass-CN and of the tools' labels), so that
+    one fine-tuned model answers both kinds of prompt. ``synonym_prob``: how often a box's text uses one of its category's synonyms instead of its
     name. ``num_negatives``: hard-negative names per box (0: none); ``negatives``: ``"random"`` or
     ``"confused"`` (needs ``checkpoint``: the starting model classifies up to ``confusion_images``
     training images' boxes, and half of each box's negatives come from the ``confusion_pool``
@@ -245,7 +247,8 @@ class CocoRegionDataset(Dataset):
     """
 
     def __init__(self, ann_file, image_root, names_file=None, languages: Sequence[str] = ("en",),
-                 templates: Sequence[str] = ("{}",), templates_zh: Sequence[str] = ("{}",), synonym_prob: float = 0.0,
+                 templates: Sequence[str] = ("{}",), templates_zh: Sequence[str] = ("{}",), bare_prob: float = 0.0,
+                 synonym_prob: float = 0.0,
                  num_negatives: int = 10, negatives: str = "random", checkpoint=None, confusion_images: int = 256,
                  confusion_pool: int = 5, min_box_size: float = 4.0, min_box_area: float = 0.0,
                  max_boxes: int | None = 8, masks: bool | None = False, hflip_prob: float = 0.0,
@@ -265,7 +268,8 @@ class CocoRegionDataset(Dataset):
             raise CocoFormatError("negatives='confused' needs the starting checkpoint (checkpoint=...)")
         if num_negatives < 0:
             raise CocoFormatError(f"num_negatives must be >= 0, got {num_negatives}")
-        for what, prob in (("synonym_prob", synonym_prob), ("hflip_prob", hflip_prob), ("vflip_prob", vflip_prob),
+        for what, prob in (("bare_prob", bare_prob), ("synonym_prob", synonym_prob), ("hflip_prob", hflip_prob),
+                           ("vflip_prob", vflip_prob),
                            ("crop_prob", crop_prob), ("min_visible", min_visible)):
             if not 0 <= prob <= 1:
                 raise CocoFormatError(f"{what} must be between 0 and 1, got {prob}")
@@ -275,6 +279,7 @@ class CocoRegionDataset(Dataset):
         self.crop_prob, self.crop_scale, self.min_visible = float(crop_prob), crop_scale, float(min_visible)
         self.flip_probs = (float(hflip_prob), float(vflip_prob))
         self.synonym_prob = float(synonym_prob)
+        self.bare_prob = float(bare_prob)
         self.num_negatives = int(num_negatives)
         self.max_boxes = max_boxes
         self.with_masks = bool(masks)
@@ -450,6 +455,8 @@ class CocoRegionDataset(Dataset):
             category = image.categories[j]
             name, synonyms = self.categories[category].words(language)
             template = templates[int(rng.integers(len(templates)))]
+            if self.bare_prob and rng.random() < self.bare_prob:
+                template = "{}"
             word = synonyms[int(rng.integers(len(synonyms)))] if synonyms and rng.random() < self.synonym_prob else name
             texts.append(template.format(word))
             keys.append(name.lower())
