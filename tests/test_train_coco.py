@@ -239,6 +239,28 @@ def test_text_mask_tokenizer_trains_on_the_text_evaluation_feeds(world, tiny_che
         FineHARDCollator(tokenizer, processor, text_mask="sometimes")
 
 
+def test_bare_prob_mixes_bare_names_into_the_templates(world):
+    from fgdense.prompts import imagenet_templates
+
+    def texts(**settings):
+        ds = CocoRegionDataset(world["train_ann"], world["train_images"], num_negatives=3, templates="imagenet",
+                               progress=False, **settings)
+        records = [ds[(i, epoch)]["record"] for i in range(len(ds)) for epoch in range(3)]
+        names = [c.name for c in ds.categories.values()]
+        for r in records:  # negatives wear the positive's template
+            for hard, key in zip(r.hard_texts, r.box_keys):
+                template = next(t for t in ("{}", *imagenet_templates()) if t.format(key) == hard[0])
+                assert all(any(template.format(n) == h for n in names) for h in hard[1:])
+        return [t == k for r in records for t, k in zip(r.box_texts, r.box_keys)]
+
+    assert not any(texts())
+    assert all(texts(bare_prob=1.0))
+    mixed = texts(bare_prob=0.5)
+    assert 0.3 < sum(mixed) / len(mixed) < 0.7
+    with pytest.raises(CocoFormatError, match="bare_prob"):
+        CocoRegionDataset(world["train_ann"], world["train_images"], bare_prob=1.5, progress=False)
+
+
 def test_mixed_dataset_shares_and_batches(world, collator):
     finehard = FineHARDDataset(world["finehard"]["ann_file"], world["finehard"]["image_root"],
                                world["finehard"]["image_root_cn"], progress=False)
