@@ -42,6 +42,14 @@ def run(command: list[str], what: str) -> float:
     return time.perf_counter() - start
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+
+
 def percent(fraction):
     return None if fraction is None else 100 * fraction
 
@@ -146,7 +154,7 @@ def main(argv=None) -> int:
                   "chance_top1": {split: 100 / after[split]["categories"]
                                   for split in ("trained_categories", "held_out_combinations")}},
         "training_seconds": round(seconds, 1), "load_average": {"before": load_before, "after": load_after},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": cpu_model(),
                     "python": platform.python_version()},
         "before": before, "after": after,
     }

@@ -129,7 +129,7 @@ def test_coco_run_lifts_held_out_box_top1(coco_runs):
     for name, path in (("before", checkpoint), ("after", runs["all"] / "export")):
         report = evaluate_box_classification(FGCLIP2Model.from_pretrained(path), world["val_ann"], world["val_images"],
                                              workers=0, progress=False)
-        scores[name] = report["top1"]
+        scores[name] = 100 * report["top1"]
     chance = 100 / world["seen_categories"]
     print(f"held-out box top-1: before {scores['before']:.1f}, after {scores['after']:.1f} (chance {chance:.1f})")
     assert scores["after"] > 4 * chance and scores["after"] > scores["before"] + 25
