@@ -203,3 +203,10 @@ def test_segmentation_tool_plot_into_a_read_only_folder_is_one_line(tmp_path, mo
         out.chmod(0o755)
     assert code != 0 and len(err) == 1 and "cannot write" in err[0], err
     assert not any(out.iterdir())
+
+
+def test_counts_in_the_labels_are_shortened_without_changing_their_size():
+    from fgdense.evaluation.plots import _count
+
+    assert [_count(v) for v in (7, 9999, 10000, 87473, 771758, 2_500_000)] == ["7", "9999", "10k", "87.5k", "772k",
+                                                                               "2.5M"]

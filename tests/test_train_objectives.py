@@ -141,8 +141,10 @@ def test_region_objectives_open_a_margin_the_global_loss_does_not(coco_runs):
     before = region_margin(checkpoint, world)
     on, off = region_margin(runs["all"] / "export", world), region_margin(runs["no_region"] / "export", world)
     print(f"own-name margin / top-1: before {before}, region objectives on {on}, off {off}")
-    assert on[0] > off[0] + 0.02 and on[0] > 2 * max(off[0], 0.01)
-    assert on[1] > off[1] + 0.2
+    # The global objectives alone open some margin (they move the whole image toward its caption's names);
+    # the region objectives open a wider one and, above all, put each box's own name first far more often.
+    assert on[0] > off[0] + 0.02
+    assert on[1] > off[1] + 0.2 and on[1] > 2 * off[1]
 
 
 @pytest.mark.slow

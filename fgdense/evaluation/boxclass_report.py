@@ -111,12 +111,17 @@ def percent(value) -> str:
     return "   n/a" if value is None else f"{100 * value:6.2f}"
 
 
+def with_unit(value) -> str:
+    """A fraction as percent with its sign, or n/a (no annotation scored) without one."""
+    return "n/a" if value is None else f"{percent(value).strip()} %"
+
+
 def format_report(report: dict, max_categories: int = 40) -> str:
     """A printable table: the summary, skips by reason, and per-category accuracy (worst first when cut)."""
     lines = [
         f"box classification: {report.get('annotations_file', '')}",
         f"  protocol {report.get('protocol', '?')}, text mask {report.get('text_mask', '?')}",
-        f"  top-1 {percent(report['top1'])} %   top-5 {percent(report['top5'])} %   "
+        f"  top-1 {with_unit(report['top1'])}   top-5 {with_unit(report['top5'])}   "
         f"({report['evaluated']} of {report['annotations']} annotations scored, "
         f"{report['images_done']}/{report['images']} images{'' if report['complete'] else ', INCOMPLETE'})",
         f"  skipped {report['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in report["skipped"].items()),

@@ -228,8 +228,9 @@ def _short(name: str, limit: int = 28) -> str:
 
 def _count(n) -> str:
     n = int(n)
-    for size, suffix in ((10**9, "G"), (10**6, "M"), (10**4, "k")):
-        if n >= size:
+    # 10,000 and up are shortened (87473 -> 87.5k); smaller counts are short enough as they are.
+    for size, suffix, start in ((10**9, "G", 10**9), (10**6, "M", 10**6), (10**3, "k", 10**4)):
+        if n >= start:
             return f"{n / size:.3g}{suffix}"
     return str(n)
 
