@@ -239,6 +239,27 @@ def test_text_mask_tokenizer_trains_on_the_text_evaluation_feeds(world, tiny_che
         FineHARDCollator(tokenizer, processor, text_mask="sometimes")
 
 
+def test_a_trained_head_over_a_frozen_tower_gives_the_tasks_embeddings_and_learns(tiny_checkpoint):
+    """Only the box head trains (coco_tiny): the tower's outputs are remembered, the embeddings are still
+    exactly what the tasks compute, and gradients reach the head and nothing of the tower."""
+    from fgdense import FGCLIP2Model
+    from fgdense.prompts import encode_text
+    from fgdense.train.model import FGCLIP2Stage2
+
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    model = FGCLIP2Stage2(network=FGCLIP2Model.from_pretrained(tiny_checkpoint), frozen=["text_model.", "longtext_head."])
+    texts = ["red circle", "a photo of a red circle.", "red circle"]
+    inputs = tokenize(tokenizer, texts, "box")
+    for _ in range(2):  # computed, then remembered
+        features = model.text_features(inputs["input_ids"], "box", inputs["attention_mask"])
+        torch.testing.assert_close(features.detach(), encode_text(model.model, tokenizer, texts, "box"),
+                                   atol=1e-5, rtol=1e-5)
+    assert sum(1 for key in model._text_cache if key[0] == ("tower", "box")) == 2
+    features.sum().backward()
+    assert model.model.boxtext_head.weight.grad is not None and model.model.boxtext_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.model.text_model.parameters())
+
+
 def test_bare_prob_mixes_bare_names_into_the_templates(world):
     from fgdense.prompts import imagenet_templates
 

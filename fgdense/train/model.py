@@ -81,6 +81,7 @@ class FGCLIP2Stage2(BaseModel):
         self._freeze(frozen)
         heads = {"short": (), "box": ("boxtext_head",), "long": ("longtext_head",)}
         tower_frozen = not any(p.requires_grad for p in self.model.text_model.parameters())
+        self._tower_frozen = tower_frozen
         self._text_frozen = {walk: tower_frozen and not any(p.requires_grad for name in parts
                                                              for p in getattr(self.model, name).parameters())
                              for walk, parts in heads.items()}
@@ -116,12 +117,25 @@ class FGCLIP2Stage2(BaseModel):
 
     def text_features(self, ids: torch.Tensor, walk: str, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised (N, D) fp32 text embeddings of token ids, with the attention ``mask`` when the batch
-        has one (the collator's ``text_mask``; input ids only, as the official training, by default)."""
-        if not self._text_frozen[walk]:
-            return F.normalize(self.model.get_text_features(ids, attention_mask=mask, walk_type=walk).float(), dim=-1)
-        rows = [(walk, bytes(row)) for row in ids.cpu().numpy()]
+        has one (the collator's ``text_mask``; input ids only, as the official training, by default).
+
+        What cannot change is computed once per distinct text and remembered: the whole embedding when
+        the tower and the walk's head are frozen; the tower's output when only the head trains."""
+        if self._text_frozen[walk]:
+            return self._remembered(walk, ids, mask, lambda i, m: F.normalize(
+                self.model.get_text_features(i, attention_mask=m, walk_type=walk).float(), dim=-1))
+        if self._tower_frozen:
+            pooled = self._remembered(("tower", walk), ids, mask,
+                                      lambda i, m: self.model.text_model(i, attention_mask=m, walk_type=walk))
+            head = {"box": self.model.boxtext_head, "long": self.model.longtext_head}[walk]
+            return F.normalize(head(pooled).float(), dim=-1)
+        return F.normalize(self.model.get_text_features(ids, attention_mask=mask, walk_type=walk).float(), dim=-1)
+
+    def _remembered(self, kind, ids: torch.Tensor, mask: torch.Tensor | None, compute) -> torch.Tensor:
+        """``compute(ids, mask)`` row by row, each distinct (ids, mask) row computed once, without gradients."""
+        rows = [(kind, bytes(row)) for row in ids.cpu().numpy()]
         if mask is not None:
-            rows = [(walk, ids_key, bytes(row)) for (_, ids_key), row in zip(rows, mask.cpu().numpy())]
+            rows = [(kind, ids_key, bytes(row)) for (_, ids_key), row in zip(rows, mask.cpu().numpy())]
         missing = list(dict.fromkeys(r for r in rows if r not in self._text_cache))
         if missing:
             if len(self._text_cache) + len(missing) > TEXT_CACHE_SIZE:
@@ -129,9 +143,8 @@ class FGCLIP2Stage2(BaseModel):
             where = {r: i for i, r in enumerate(rows)}
             chosen = [where[r] for r in missing]
             with torch.no_grad():
-                new = self.model.get_text_features(ids[chosen], attention_mask=None if mask is None else mask[chosen],
-                                                   walk_type=walk)
-            for r, feature in zip(missing, F.normalize(new.float(), dim=-1)):
+                new = compute(ids[chosen], None if mask is None else mask[chosen])
+            for r, feature in zip(missing, new):
                 self._text_cache[r] = feature
         return torch.stack([self._text_cache[r] for r in rows])
 
