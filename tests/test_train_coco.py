@@ -234,7 +234,8 @@ def test_text_mask_tokenizer_trains_on_the_text_evaluation_feeds(world, tiny_che
         evaluated = encode_text(model.model, tokenizer, record.box_texts, "box")
         torch.testing.assert_close(trained, evaluated, atol=1e-5, rtol=1e-5)
         assert (trained - ids_only).abs().max() > 1e-3  # the mask changes the embedding: the test can tell
-    assert torch.equal(masked["long_mask"], tokenize(tokenizer, [it["record"].caption for it in items], "long")["attention_mask"])
+    captions = [it["record"].caption for it in items]
+    assert torch.equal(masked["long_mask"], tokenize(tokenizer, captions, "long")["attention_mask"])
     with pytest.raises(Exception, match="text_mask"):
         FineHARDCollator(tokenizer, processor, text_mask="sometimes")
 
@@ -247,7 +248,8 @@ def test_a_trained_head_over_a_frozen_tower_gives_the_tasks_embeddings_and_learn
     from fgdense.train.model import FGCLIP2Stage2
 
     tokenizer = load_tokenizer(tiny_checkpoint)
-    model = FGCLIP2Stage2(network=FGCLIP2Model.from_pretrained(tiny_checkpoint), frozen=["text_model.", "longtext_head."])
+    model = FGCLIP2Stage2(network=FGCLIP2Model.from_pretrained(tiny_checkpoint),
+                          frozen=["text_model.", "longtext_head."])
     texts = ["red circle", "a photo of a red circle.", "red circle"]
     inputs = tokenize(tokenizer, texts, "box")
     for _ in range(2):  # computed, then remembered

@@ -232,8 +232,8 @@ class CocoRegionDataset(Dataset):
     item; batches stay monolingual). ``templates`` / ``templates_zh``: prompt templates, one drawn per
     box (``"imagenet"``: CLIP's 80, as the COCO and LVIS evaluations prompt); ``bare_prob``: how often a
     box's text is the bare name instead (the prompt of BoxClass-CN and of the tools' labels), so that
-    one fine-tuned model answers both kinds of prompt. ``synonym_prob``: how often a box's text uses one of its category's synonyms instead of its
-    name. ``num_negatives``: hard-negative names per box (0: none); ``negatives``: ``"random"`` or
+    one fine-tuned model answers both kinds of prompt. ``synonym_prob``: how often a box's text uses one
+    of its category's synonyms instead of its name. ``num_negatives``: hard-negative names per box (0: none); ``negatives``: ``"random"`` or
     ``"confused"`` (needs ``checkpoint``: the starting model classifies up to ``confusion_images``
     training images' boxes, and half of each box's negatives come from the ``confusion_pool``
     categories it confuses most with the box's own). Boxes narrower or lower than ``min_box_size``

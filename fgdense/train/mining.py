@@ -15,8 +15,8 @@ def confusion_ranking(checkpoint, dataset, max_images: int = 256, batch_size: in
 
     The starting model classifies the boxes of up to ``max_images`` training images (a fixed random
     sample) by their region embeddings against every category name (``box`` walk, English names, by
-    the text policy of the evaluation: :func:`fgdense.prompts.encode_text`), and for each true category sums the softmax probability
-    (temperature 100, as box classification reports) that goes to every other category. Categories
+    the text policy of the evaluation: :func:`fgdense.prompts.encode_text`), and for each true category
+    sums the softmax probability (temperature 100, as box classification reports) that goes to every other category. Categories
     without a sampled box, and ties, are ranked by how close the model finds the names themselves.
     """
     from ..model.modeling import FGCLIP2Model

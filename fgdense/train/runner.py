@@ -163,9 +163,9 @@ def check_resume_checkpoint(work_dir) -> Path | None:
         except (zipfile.BadZipFile, OSError, EOFError) as err:
             problem = f"is damaged or cut short ({err})"
     if problem:
-        raise CheckpointError(f"cannot resume: the latest checkpoint {path} (named in {Path(work_dir) / 'last_checkpoint'}) "
-                              f"{problem}; delete it and point last_checkpoint at an earlier one, or start afresh "
-                              "without --resume")
+        named_in = Path(work_dir) / "last_checkpoint"
+        raise CheckpointError(f"cannot resume: the latest checkpoint {path} (named in {named_in}) {problem}; delete "
+                              "it and point last_checkpoint at an earlier one, or start afresh without --resume")
     return path
 
 
