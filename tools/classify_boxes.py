@@ -38,14 +38,11 @@ def parse_args(argv):
 
 def check_args(args):
     """Every user mistake, found before the model loads and before anything is written."""
-    from fgdense.bulk.command import plan
+    from fgdense.bulk.command import box_sources, plan
     from fgdense.errors import BoxError, FGDenseError, LabelError
     from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font
-    from fgdense.io.inputs import read_boxes_file, read_lines_file
-    from fgdense.io.sources import Sources
-    from fgdense.model.boxes import validate_boxes
-    from fgdense.processing.image import load_image
+    from fgdense.io.inputs import read_lines_file
     from fgdense.prompts import check_labels
 
     labels = list(args.labels) + (read_lines_file(args.labels_file) if args.labels_file else [])
@@ -55,13 +52,8 @@ def check_args(args):
     if args.top_k < 1:
         raise FGDenseError("--top-k must be at least 1")
     workers = cli.workers_setting(args.workers)
-    sources = Sources(args.images)
-    boxes = read_boxes_file(args.boxes) if args.boxes else None
-    if boxes is not None:  # one image with its boxes: checked now, as everything else is
-        sources.give_boxes(boxes)
-        image = load_image(args.images[0])
-        validate_boxes(boxes, (image.height, image.width))
-    elif not any(path.suffix.lower() == ".jsonl" for path in sources.manifests):
+    sources, boxes = box_sources(args.images, args.boxes)
+    if boxes is None and not any(path.suffix.lower() == ".jsonl" for path in sources.manifests):
         raise BoxError("give the boxes: --boxes FILE for one image, or a JSONL manifest with each image's boxes "
                        '({"path": ..., "boxes": [[x1, y1, x2, y2], ...]} a line)')
     budget = cli.max_patches_setting(args.max_patches)

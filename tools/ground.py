@@ -40,15 +40,11 @@ def parse_args(argv):
 
 def check_args(args):
     """Every user mistake, found before the model loads and before anything is written."""
-    from fgdense.bulk.command import plan
+    from fgdense.bulk.command import box_sources, plan
     from fgdense.bulk.jobs import short_caption
     from fgdense.ground import Grounder
     from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font
-    from fgdense.io.inputs import read_boxes_file
-    from fgdense.io.sources import Sources
-    from fgdense.model.boxes import validate_boxes
-    from fgdense.processing.image import load_image
     from fgdense.prompts import check_phrases
 
     phrases = check_phrases(args.phrases)
@@ -56,12 +52,7 @@ def check_args(args):
                                  max_num_patches=cli.max_patches_setting(args.max_patches),
                                  precision=args.precision, text_mask=args.text_mask)
     workers = cli.workers_setting(args.workers)
-    sources = Sources(args.images)
-    boxes = read_boxes_file(args.boxes) if args.boxes else None
-    if boxes is not None:  # one image with its boxes: checked now, as everything else is
-        sources.give_boxes(boxes)
-        image = load_image(args.images[0])
-        validate_boxes(boxes, (image.height, image.width))
+    sources, _ = box_sources(args.images, args.boxes)
     out = check_output_folder(args.out)
     options = plan(sources, out, "ground", not args.no_png, coco=args.coco, summary=args.summary, workers=workers,
                    batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet,

@@ -26,6 +26,23 @@ def _json_path(value, flag: str) -> Path | None:
     return path
 
 
+def box_sources(images, boxes_file) -> tuple[Sources, list | None]:
+    """The tools' inputs, and the boxes of ``--boxes FILE`` (one image) given to them: read and checked
+    against the image now, before any model work, as every other input is. None without a boxes file."""
+    from ..io.inputs import read_boxes_file
+    from ..model.boxes import validate_boxes
+    from ..processing.image import load_image
+
+    sources = Sources(images)
+    if not boxes_file:
+        return sources, None
+    boxes = read_boxes_file(boxes_file)
+    sources.give_boxes(boxes)
+    image = load_image(images[0])
+    validate_boxes(boxes, (image.height, image.width))
+    return sources, boxes
+
+
 def plan(sources: Sources, out: Path, kind: str, pictures: bool, *, coco=None, summary=None, workers: int = 0,
          batch_size: int = 8, overwrite: bool = False, progress: bool = True,
          also: dict[str, object] | None = None) -> RunOptions:

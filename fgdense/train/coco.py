@@ -97,15 +97,20 @@ def _clean(name: str) -> str:
     return " ".join(str(name).replace("_", " ").split())
 
 
+def _read_json(path: Path, what: str):
+    """A JSON file's content, or one line naming ``what`` (the file's role) and why it cannot be read."""
+    if not path.is_file():
+        raise CocoFormatError(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CocoFormatError(f"{what} {path} is not readable JSON: {err}") from None
+
+
 def read_coco(path) -> dict:
     """The parsed file, or one line saying why it is not a COCO-format instances file."""
     path = Path(path)
-    if not path.is_file():
-        raise CocoFormatError(f"annotation file {path} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CocoFormatError(f"annotation file {path} is not readable JSON: {err}") from None
+    data = _read_json(path, "annotation file")
     if not isinstance(data, dict):
         raise CocoFormatError(f"annotation file {path} is not a COCO-format object (images, annotations, categories)")
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
@@ -133,12 +138,7 @@ def read_categories(data: dict, path) -> dict:
 def apply_names_file(categories: dict, names_file) -> int:
     """Update ``categories`` from a names file; returns how many of its entries name unknown ids."""
     path = Path(names_file)
-    if not path.is_file():
-        raise CocoFormatError(f"names file {path} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CocoFormatError(f"names file {path} is not readable JSON: {err}") from None
+    data = _read_json(path, "names file")
     entries = data.get("categories") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise CocoFormatError(f"names file {path} must be a JSON list of categories (or {{'categories': [...]}})")
