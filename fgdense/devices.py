@@ -1,4 +1,5 @@
-"""Devices and numeric precision: one place that turns ``"auto"``, ``"cuda:1"``, ``"bf16"`` into torch terms.
+"""Devices and numeric precision: one place that turns ``"auto"``, ``"cuda:1"``, ``"bf16"`` into torch terms;
+and how the DataLoader worker processes that feed a device behave.
 
 A request this machine cannot honour (``cuda`` without CUDA, a GPU index that does not exist) is a
 :class:`~fgdense.errors.DeviceError` naming it, from the library as from the tools.
@@ -7,6 +8,7 @@ A request this machine cannot honour (``cuda`` without CUDA, a GPU index that do
 from __future__ import annotations
 
 import contextlib
+import signal
 
 import torch
 
@@ -57,3 +59,14 @@ def autocast(model, precision: str = "auto"):
     if precision in ("bf16", "fp16"):
         return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
+
+
+def quiet_worker(worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn`` that leaves Ctrl-C to the main process, which reports it in one line.
+
+    The workers ignore SIGINT (the main process shuts them down), and share tensors by file name instead of
+    by passing file descriptors: the descriptor server thread of a worker prints a traceback when the main
+    process stops in the middle of a hand-over, which Ctrl-C does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.multiprocessing.set_sharing_strategy("file_system")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import quiet_worker
 from ..errors import OutputError
 from ..io.files import write_json
 from ..io.sources import Sources, shard
@@ -132,7 +133,7 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
     mine = lambda: shard(sources.items(job.output_files, options.reserved), ranks.rank, ranks.world)  # noqa: E731
     loader = torch.utils.data.DataLoader(
         _Prepare(preparer), sampler=_Items(mine), batch_size=None, collate_fn=_as_is, num_workers=options.workers,
-        prefetch_factor=2 if options.workers else None)
+        prefetch_factor=2 if options.workers else None, worker_init_fn=quiet_worker)
     batcher = Batcher(options.batch_size, options.max_batch_tokens)
     writer = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="fgdense-writer")
     queue: deque = deque()

@@ -22,6 +22,7 @@ from PIL import Image
 from ..checkpoint import fingerprint
 from ..companions import processor_for, tokenizer_for
 from ..dense import DenseFeatures, dense_grids
+from ..devices import quiet_worker
 from ..errors import BoxError, DatasetError, FGDenseError
 from ..model.boxes import validate_boxes
 from ..processing.image import decode_as_stored
@@ -208,7 +209,7 @@ def evaluate_box_classification(model, annotations, images_dir, processor=None, 
     text = category_embeddings(model, tokenizer, dataset, chosen, text_mask, progress and rank == 0).to(device)
     category_ids = [cid for cid, _ in dataset.categories]
     loader = torch.utils.data.DataLoader(ImageLoader(mine, images_dir, processor), batch_size=batch_size,
-                                         num_workers=workers, collate_fn=_collate)
+                                         num_workers=workers, collate_fn=_collate, worker_init_fn=quiet_worker)
     part = open(pred.part_path(predictions, rank), "w", encoding="utf-8") if predictions is not None else None
     bar = None
     if progress and rank == 0:
