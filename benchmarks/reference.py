@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fgdense.model.heads import pooling_head_forward
+from fgdense.model.modeling import run_encoder_layers
+
 
 def official_4d_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, 1, N, N) additive float mask of a (B, N) padding mask: 0 where a key is kept, the dtype's
@@ -59,9 +62,8 @@ def official_dense_features(model, pixel_values, pixel_attention_mask, spatial_s
     vision = model.vision_model
     hidden = vision.embeddings(pixel_values.to(model.dtype), spatial_shapes)
     mask_4d = official_4d_mask(pixel_attention_mask, hidden.dtype)
-    hidden = vision.encoder(inputs_embeds=hidden, attention_mask=mask_4d).last_hidden_state
-    hidden = vision.post_layernorm(hidden)
-    vision.head(hidden, pixel_attention_mask)  # the official forward computes the pooled output as well
+    hidden = vision.post_layernorm(run_encoder_layers(vision.encoder, hidden, mask_4d))
+    pooling_head_forward(vision.head, hidden, pixel_attention_mask)  # the official forward pools as well
     return dense_head_reference(model.dense_feature_head, hidden, pixel_attention_mask)
 
 

@@ -29,7 +29,7 @@ from .companions import processor_for
 from .config import CPU_DEFAULT_PATCHES, GPU_DEFAULT_PATCHES, check_budget
 from .devices import autocast
 from .model.boxes import project_boxes, roi_embeddings, validate_boxes
-from .model.dense_head import dense_head_forward
+from .model.heads import dense_head_forward
 from .processing.image import load_image
 
 

@@ -65,7 +65,7 @@ def test_bf16_weights_close_to_fp32(expected, ref_model):
 def test_fast_dense_head_equals_official_formulation(ref_model, pad):
     """The SDPA dense head equals nn.MultiheadAttention with the official (B*heads, N, N) mask."""
     from benchmarks.reference import dense_head_reference
-    from fgdense.model.dense_head import dense_head_forward
+    from fgdense.model.heads import dense_head_forward
 
     torch.manual_seed(pad)
     hidden = torch.randn(2, 24, 64)

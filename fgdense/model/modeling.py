@@ -13,14 +13,14 @@ from typing import Sequence
 import torch
 from torch import nn
 from transformers import Siglip2TextModel, Siglip2VisionModel
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.siglip2.modeling_siglip2 import Siglip2MultiheadAttentionPoolingHead
 
 from ..checkpoint import resolve_checkpoint
 from ..config import FGCLIP2Config, check_walk_type
 from ..devices import resolve_device
 from .boxes import project_boxes, roi_embeddings, validate_boxes
-from .dense_head import dense_head_forward
+from .attention_masks import encoder_key_mask
+from .heads import dense_head_forward, pooling_head_forward
 from .weights import as_dtype, check_state_dict, read_state_dict, save_model
 
 
@@ -60,6 +60,27 @@ class FGCLIP2TextEmbeddings(nn.Module):
         return self.token_embedding(input_ids) + position.to(self.token_embedding.weight.dtype)
 
 
+def run_encoder_layers(encoder: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """transformers' SigLIP 2 encoder layers, called one by one with the model's own mask.
+
+    The layers are transformers' (their weights, attention kernels and activation checkpointing); the
+    mask is :func:`.attention_masks.encoder_key_mask`'s, whatever a release would have made of it.
+    """
+    for layer in encoder.layers:
+        out = layer(hidden, mask)
+        hidden = out[0] if isinstance(out, tuple) else out  # some releases return a 1-tuple
+    return hidden
+
+
+@dataclass
+class VisionOutputs:
+    """One vision-tower pass: ``last_hidden_state`` (B, N, D) after the post LayerNorm and ``pooler_output``
+    (B, D), the pooling head's global embedding (None when it was not asked for)."""
+
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor | None
+
+
 class FGCLIP2TextTransformer(Siglip2TextModel):
     """SigLIP 2's text tower with FG-CLIP 2's embeddings; returns the last token, before any head."""
 
@@ -69,8 +90,8 @@ class FGCLIP2TextTransformer(Siglip2TextModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, walk_type: str = "short"):
         hidden = self.embeddings(input_ids, walk_type)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        hidden = self.encoder(inputs_embeds=hidden, attention_mask=mask).last_hidden_state
+        mask = encoder_key_mask(attention_mask, self.config._attn_implementation, hidden.dtype)
+        hidden = run_encoder_layers(self.encoder, hidden, mask)
         hidden = self.final_layer_norm(hidden)
         # FG-CLIP 2 pools the LAST position, padding or not (texts are always padded to max_length).
         return hidden[:, -1, :]
@@ -138,39 +159,28 @@ class FGCLIP2Model(nn.Module):
         return self.logit_scale.dtype
 
     # ------------------------------------------------------------------ vision
-    def vision_outputs(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None):
+    def vision_outputs(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None, pool: bool = True) -> VisionOutputs:
         """One vision-tower pass: ``.pooler_output`` (B, D), the global embedding before normalisation,
         and ``.last_hidden_state`` (B, N, D) after the post LayerNorm, the input of the dense-feature head.
 
         For callers that need both from one pass (training uses the global embedding and the dense
         features of the same images); :meth:`get_image_features` and :meth:`vision_hidden_states`
-        each return one of them.
-        """
-        if pixel_attention_mask is None:
-            pixel_attention_mask = torch.ones(pixel_values.shape[:2], dtype=torch.long, device=pixel_values.device)
-        return self.vision_model(
-            pixel_values=pixel_values.to(self.dtype),
-            pixel_attention_mask=self._key_padding_mask(pixel_attention_mask),
-            spatial_shapes=spatial_shapes,
-        )
+        each return one of them. ``pool=False`` skips the pooling head (``pooler_output`` is None).
 
-    def _key_padding_mask(self, valid: torch.Tensor) -> torch.Tensor:
-        """A (B, 1, 1, N) mask that hides padding keys from every query.
-
-        Given a 2D mask, transformers would build a (B, 1, N, N) mask: 4 GiB per image at 16384
-        patches. A 4D mask is used as given and broadcasts over queries in SDPA and in the pooling
-        head alike. Without padding the 2D mask is kept: transformers then drops the mask entirely.
+        transformers' SigLIP 2 parts (embeddings, encoder layers, post LayerNorm, pooling head) are
+        called here one by one, each with the mask it takes: a (B, 1, 1, N) key mask for the encoder,
+        O(N) memory at any patch count, and a (B, N) key-padding mask for the pooling head.
         """
-        if valid.dim() != 2 or bool(valid.all()):
-            return valid
-        keep = valid.to(torch.bool)[:, None, None, :]
-        if self.config.vision_config._attn_implementation == "sdpa":
-            return keep
-        return torch.zeros(keep.shape, dtype=self.dtype, device=keep.device).masked_fill(~keep, torch.finfo(self.dtype).min)
+        vision = self.vision_model
+        hidden = vision.embeddings(pixel_values.to(self.dtype), spatial_shapes)
+        mask = encoder_key_mask(pixel_attention_mask, self.config.vision_config._attn_implementation, hidden.dtype)
+        hidden = vision.post_layernorm(run_encoder_layers(vision.encoder, hidden, mask))
+        pooled = pooling_head_forward(vision.head, hidden, pixel_attention_mask) if pool else None
+        return VisionOutputs(last_hidden_state=hidden, pooler_output=pooled)
 
     def vision_hidden_states(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None) -> torch.Tensor:
         """The vision tower's last hidden state (B, N, D), after the post LayerNorm."""
-        return self.vision_outputs(pixel_values, pixel_attention_mask, spatial_shapes).last_hidden_state
+        return self.vision_outputs(pixel_values, pixel_attention_mask, spatial_shapes, pool=False).last_hidden_state
 
     def get_image_features(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None) -> torch.Tensor:
         """Global image embeddings (B, D), not normalised (as the official method)."""
