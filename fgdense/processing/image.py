@@ -4,6 +4,8 @@
 adds ``dynamic_max_patches``: the budget is picked per batch from the largest image's patch count
 (128/256/576/784/1024). With that on, an explicit ``max_num_patches`` is replaced; we keep that
 behaviour for compatibility but warn, because the official 16384-patch demo silently runs at 1024.
+
+The resize is the one place where Pillow's own version shows: see :func:`resize_in_two_passes`.
 """
 
 from __future__ import annotations
@@ -123,6 +125,27 @@ def _value_range(values: np.ndarray, is_float: bool) -> float:
     return peak
 
 
+# Pillow filters resized in two separable passes (a horizontal and a vertical convolution, each rounded to
+# 8 bits). NEAREST takes another path in Pillow, with no intermediate rounding.
+_TWO_PASS_FILTERS = {int(f) for f in (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.HAMMING,
+                                      Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)}
+
+
+def resize_in_two_passes(image: Image.Image, width: int, height: int, resample) -> Image.Image:
+    """``image.resize((width, height), resample)`` with the passes in Pillow 13's order, under any Pillow.
+
+    Pillow resizes in two passes and rounds to 8 bits between them, so the order shows in the pixels
+    (one grey level here and there). Up to 12 it always ran the horizontal pass first; from 13 it runs the
+    vertical pass first when the height shrinks by more than twice what the width does. The reference
+    outputs of the official processor were made with Pillow 13, so that order is the faithful one: each
+    pass is asked for alone (a one-pass resize is the same in every Pillow), in that order.
+    """
+    in_width, in_height = image.size
+    if (in_height - height) > 0 and (in_height - height) > 2 * (in_width - width):
+        return image.resize((in_width, height), resample).resize((width, height), resample)
+    return image.resize((width, in_height), resample).resize((width, height), resample)
+
+
 class FGCLIP2ImageProcessor(Siglip2ImageProcessorPil):
     """The official FG-CLIP 2 image processor's behaviour on transformers' SigLIP 2 PIL processor.
 
@@ -150,6 +173,20 @@ class FGCLIP2ImageProcessor(Siglip2ImageProcessorPil):
         kwargs["dynamic_max_patches"] = bool(values.get("dynamic_max_patches", True))
         kwargs.update(overrides)
         return cls(**kwargs)
+
+    def resize(self, image: np.ndarray, size, resample=None, **kwargs) -> np.ndarray:
+        """transformers' PIL resize of a (C, H, W) uint8 image, with Pillow 13's pass order (see
+        :func:`resize_in_two_passes`); anything else (float input, other size forms) is left to
+        transformers."""
+        resample = self.resample if resample is None else resample
+        plain = getattr(size, "height", None) and getattr(size, "width", None) and not kwargs.get("reducing_gap")
+        if not plain or image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3) \
+                or int(resample) not in _TWO_PASS_FILTERS:
+            return super().resize(image, size, resample=resample, **kwargs)
+        pil = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0).squeeze(-1) if image.shape[0] == 1
+                                                   else image.transpose(1, 2, 0)))
+        out = np.asarray(resize_in_two_passes(pil, int(size.width), int(size.height), int(resample)))
+        return (out[None] if out.ndim == 2 else out.transpose(2, 0, 1)).copy()
 
     def to_dict(self) -> dict[str, Any]:
         values = {k: getattr(self, k) for k in _INIT_KEYS}
