@@ -10,6 +10,7 @@ scalar/array pieces some mmengine states hold) is allowlisted.
 from __future__ import annotations
 
 import copyreg
+import importlib
 
 import numpy as np
 import torch
@@ -22,9 +23,22 @@ def _reduce_history_buffer(buffer: HistoryBuffer):
     return HistoryBuffer, (logs.tolist(), counts.tolist(), buffer.max_length)
 
 
+def _multiarray():
+    """numpy's multiarray module: ``numpy._core.multiarray`` from numpy 2, ``numpy.core.multiarray`` in 1.x
+    (whose ``numpy._core`` is an empty shim)."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "_reconstruct"):
+            return module
+    raise ImportError("numpy's multiarray module was not found")
+
+
 def _numpy_globals() -> list:
-    core = getattr(np, "_core", None) or np.core
-    found = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    multiarray = _multiarray()
+    found = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
         found += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")]
