@@ -6,7 +6,11 @@ The public names below are imported on first use, so that ``import fgdense`` (an
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from .versions import VERSION as __version__
+from .versions import warn_if_untested
+
+# One warning line when transformers or tokenizers is outside the range the suite passed on.
+warn_if_untested()
 
 # public name -> module that defines it
 _PUBLIC = {

@@ -1,7 +1,8 @@
 """What every command-line tool shares: the same flags with the same meanings, and the same way to end.
 
 * Flags: ``--model`` (default ``qihoo360/fg-clip2-base``), ``--out``, ``--device``, ``--precision``,
-  ``--max-patches``, ``--font``, ``--text-mask``, ``--quiet``; each tool adds only what is its own.
+  ``--max-patches``, ``--font``, ``--text-mask``, ``--quiet``, ``--version``; each tool adds only what is
+  its own.
 * Ending: a user mistake is one ``error: ...`` line and exit code 1; Ctrl-C is one ``interrupted: ...``
   line saying what was finished, and exit code 130; never a traceback. Warnings print as one
   ``warning: ...`` line each.
@@ -70,6 +71,19 @@ def run(main, argv=None) -> int:
         return fail(str(err))
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: fgdense's and its key dependencies' versions against their tested ranges, then exit."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .versions import main as versions_main
+
+        parser.exit(versions_main([]))
+
+
 def parser(description: str, *, out_help: str | None = None, out_default: str | None = None,
            model: bool = True, device: bool = True, precision: str | None = "auto", max_patches: str | None = None,
            font: bool = False, text_mask: bool = True) -> argparse.ArgumentParser:
@@ -98,6 +112,9 @@ def parser(description: str, *, out_help: str | None = None, out_default: str | 
                        help="tokenizer: feed the attention mask the tokenizer returns, as the official evaluation "
                             "(default); none: input ids only, as the official training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--version", action=_VersionAction,
+                   help="print the versions of fgdense and its key dependencies, each against the range the test "
+                        "suite passed on, and exit (1 if one is outside it)")
     return p
 
 

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fgdense"
 # Bottom to top; a module may import its own layer or lower ones. model and processing are siblings that
 # share only fgdense.config, so they may not import each other.
 LAYERS = [
-    {"errors"},
+    {"errors", "versions"},
     {"checkpoint", "config", "devices"},
     {"model", "processing"},
     {"companions", "dense", "prompts", "tiny"},
@@ -18,7 +18,7 @@ LAYERS = [
     {"io"},
     {"bulk"},
     {"evaluation", "train"},
-    {"cli"},
+    {"cli", "env"},
     {"demo"},
 ]
 SIBLINGS_APART = {("model", "processing"), ("processing", "model")}
