@@ -98,7 +98,7 @@ def parser(description: str, *, out_help: str | None = None, out_default: str | 
         p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
     if precision:
         p.add_argument("--precision", default=precision, choices=["auto", "fp32", "bf16", "fp16"],
-                       help=f"auto = bf16 autocast on CUDA, fp32 on CPU (default {precision})")
+                       help=f"auto = bf16 autocast on CUDA and on CPUs with AMX, fp32 on other CPUs (default {precision})")
     if max_patches:
         p.add_argument("--max-patches", default=max_patches,
                        help="patch budget per image: auto (16384 on a GPU, 1024 on a CPU), checkpoint (the "

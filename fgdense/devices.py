@@ -8,6 +8,7 @@ A request this machine cannot honour (``cuda`` without CUDA, a GPU index that do
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 
 import torch
@@ -45,17 +46,50 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+# Overrides what ``auto`` means on a CPU: "fp32" or "bf16" (for comparisons, and the test suite's exact checks).
+CPU_AUTO_ENV = "FGDENSE_CPU_AUTO_PRECISION"
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX).
+
+    Measured (docs/benchmarks.md, "Precision"): bf16 autocast took 0.58-0.85x fp32's time on a Xeon with AMX
+    and 0.99-1.05x on an EPYC with AVX512-BF16 alone, so AVX512-BF16 without AMX is not enough.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # an old or unusual build: keep fp32
+        return False
+
+
+def auto_precision(device: torch.device, dtype: torch.dtype) -> str:
+    """What ``--precision auto`` means for a model of ``dtype`` on ``device``: bf16 autocast over fp32
+    weights on CUDA and on CPUs with bf16 matrix units, the model's own precision elsewhere."""
+    if dtype != torch.float32:
+        return "fp32"
+    if device.type == "cuda":
+        return "bf16"
+    if device.type == "cpu":
+        forced = os.environ.get(CPU_AUTO_ENV, "").strip().lower()
+        if forced in ("fp32", "bf16"):
+            return forced
+        return "bf16" if cpu_has_bf16_matrix_units() else "fp32"
+    return "fp32"
+
+
 def autocast(model, precision: str = "auto"):
     """The context a forward pass of ``model`` runs in for ``precision``.
 
-    ``auto``: bf16 autocast on CUDA for an fp32 model (LayerNorm and softmax stay fp32 under autocast),
-    the model's own precision elsewhere. ``fp32``: the model's own precision (fp32 for a model loaded
-    the default way). ``bf16`` / ``fp16``: autocast to that type on any device.
+    ``auto``: :func:`auto_precision` (bf16 autocast on CUDA and on CPUs with AMX for an fp32 model: LayerNorm
+    and softmax stay fp32 under autocast; the model's own precision elsewhere). ``fp32``: the model's own
+    precision (fp32 for a model loaded the default way). ``bf16`` / ``fp16``: autocast to that type on any
+    device.
     """
     check_precision(precision)
     device = model.device
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and model.dtype == torch.float32 else "fp32"
+        precision = auto_precision(device, model.dtype)
     if precision in ("bf16", "fp16"):
         return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()

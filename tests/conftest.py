@@ -1,9 +1,14 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+# The suite's exact checks compare fp32 numbers; on a CPU with AMX ``--precision auto`` would be bf16 autocast.
+# The rule itself is tested in test_precision_paths.py; tools started by the tests inherit this.
+os.environ.setdefault("FGDENSE_CPU_AUTO_PRECISION", "fp32")
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fgclip2-reference"
 CHECKPOINT = FIXTURE / "checkpoint"

@@ -119,3 +119,38 @@ def test_the_tolerance_is_not_vacuous(photo, tiny_checkpoint):
     result = build(Segmenter, tiny_checkpoint, "bf16 autocast", threshold=None, max_num_patches=64).segment(photo, ["cat"])
     difference = np.abs(result.scores - reference.scores).max()
     assert 0 < difference <= COSINE_TOLERANCE
+
+
+# ------------------------------------------------------------------------------- what "auto" means
+def test_auto_is_bf16_autocast_on_cpus_with_bf16_matrix_units(monkeypatch):
+    from fgdense import devices
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv(devices.CPU_AUTO_ENV, raising=False)
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: True)
+    assert devices.auto_precision(cpu, torch.float32) == "bf16"
+    assert devices.auto_precision(cpu, torch.bfloat16) == "fp32"  # bf16 weights run as they are
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: False)
+    assert devices.auto_precision(cpu, torch.float32) == "fp32"
+    assert devices.auto_precision(cuda, torch.float32) == "bf16"
+    monkeypatch.setenv(devices.CPU_AUTO_ENV, "bf16")
+    assert devices.auto_precision(cpu, torch.float32) == "bf16"
+    monkeypatch.setenv(devices.CPU_AUTO_ENV, "fp32")
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: True)
+    assert devices.auto_precision(cpu, torch.float32) == "fp32"
+
+
+def test_auto_runs_what_it_resolves_to(monkeypatch, tiny_checkpoint):
+    """A task at ``auto`` gives exactly the numbers of the precision auto resolves to on this machine."""
+    from fgdense import devices
+
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.delenv(devices.CPU_AUTO_ENV, raising=False)
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    scores = {}
+    for precision in ("auto", "bf16", "fp32"):
+        segmenter = Segmenter.from_pretrained(tiny_checkpoint, device="cpu", precision=precision, threshold=None,
+                                              max_num_patches=64)
+        scores[precision] = segmenter.segment(image, ["cat", "dog"]).scores
+    assert np.array_equal(scores["auto"], scores["bf16"])
+    assert not np.array_equal(scores["auto"], scores["fp32"])

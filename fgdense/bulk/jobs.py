@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..dense import ProcessedImage, process_image
+from ..devices import auto_precision
 from ..errors import BoxError, ImageLoadError
 from ..io.outputs import segmentation_paths, write_result, write_segmentation
 from ..io.sources import Item
@@ -182,11 +183,11 @@ class Job:
 
 
 def _arithmetic(task) -> str:
-    """The arithmetic the task's model runs in: ``auto`` and ``fp32`` alike are the weights' own dtype off
-    CUDA, so a rerun that spells the same computation differently still finds its outputs."""
+    """The arithmetic the task's model runs in: ``auto`` resolves as :func:`fgdense.devices.auto_precision`
+    does, so a rerun that spells the same computation differently still finds its outputs."""
     precision, model = task.settings.precision, task.model
     if precision == "auto":
-        precision = "bf16" if model.device.type == "cuda" and str(model.dtype) == "torch.float32" else "fp32"
+        precision = auto_precision(model.device, model.dtype)
     if precision in ("bf16", "fp16"):
         return f"{precision} autocast"
     return str(model.dtype).replace("torch.", "")
