@@ -101,3 +101,24 @@ def test_every_tool_answers_version():
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "segment.py"), "--version"], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 0 and "transformers" in done.stdout and "tested" in done.stdout
+
+
+def test_the_docs_table_of_tested_versions_is_pyprojects():
+    """docs/architecture.md's "Dependencies" table names each floor and ceiling as pyproject.toml has them."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    found = requirements()
+    rows = 0
+    for line in text.split("## Dependencies", 1)[1].split("\n## ", 1)[0].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or cells[0] in ("package", "---"):
+            continue
+        names, floors, ceilings = (cell.split(" / ") for cell in cells[:3])
+        for name, floor, ceiling in zip(names, floors, ceilings):
+            specs = {spec.operator: spec.version for spec in found[name.lower()].specifier}
+            assert specs[">="] == floor, name
+            assert specs.get("<=", "(none)") == ceiling, name
+            rows += 1
+    assert rows >= 7
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    transformers = {spec.operator: spec.version for spec in found["transformers"].specifier}
+    assert f"transformers {transformers['>=']} to {transformers['<=']}" in readme
