@@ -56,6 +56,14 @@ def join(device: torch.device) -> tuple[torch.device, Ranks]:
     return device, Ranks(torch.distributed.get_rank(), torch.distributed.get_world_size(), local)
 
 
+def current() -> Ranks:
+    """This process's place in a process group already joined (by :func:`join`, mmengine, a user), else one process."""
+    if not _active():
+        return Ranks()
+    return Ranks(torch.distributed.get_rank(), torch.distributed.get_world_size(),
+                 int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def leave() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
@@ -80,4 +88,4 @@ def gather(value) -> list:
     return values
 
 
-__all__ = ["Ranks", "barrier", "gather", "join", "launched_world", "leave"]
+__all__ = ["Ranks", "barrier", "current", "gather", "join", "launched_world", "leave"]

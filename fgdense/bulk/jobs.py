@@ -76,6 +76,7 @@ class Prepared:
     reason: str = ""
     detail: str = ""
     seconds: float = 0.0
+    extra: object = None  # what a job's own preparer hands its compute step (an evaluation's box checks)
 
 
 @dataclass
@@ -179,6 +180,9 @@ class Job:
     def coco_annotations(self, payload: dict) -> tuple[tuple[int, int], list[dict]]:
         """(height, width) of the image and its COCO annotations (without ids), from its JSON output."""
         raise NotImplementedError
+
+    def note_bad(self, item: Item, reason: str, detail: str) -> None:
+        """Told of every image the run could not use (evaluations count them per image); nothing by default."""
 
 
 def _arithmetic(task) -> str:

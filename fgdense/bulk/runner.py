@@ -141,6 +141,10 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
     bar = tqdm(total=share_size(options.total, ranks), desc=desc, unit="img",
                disable=not (options.progress and ranks.main))
 
+    def bad(item, reason: str, detail: str) -> None:
+        share.add_bad(item, reason, detail)
+        job.note_bad(item, reason, detail)
+
     def finished(count: int = 1) -> None:
         if status is not None:
             status.done += count
@@ -159,7 +163,7 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
             except OutputError:
                 raise  # the output folder cannot be written (a full disk): no later image could be either
             except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file
-                share.add_bad(prepared.item, "write_failed", f"{type(err).__name__}: {err}")
+                bad(prepared.item, "write_failed", f"{type(err).__name__}: {err}")
             else:
                 share.written += 1
             finished()
@@ -174,7 +178,7 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
                 for prepared in group:
                     compute([prepared])
                 return
-            share.add_bad(group[0].item, "model_failed", f"{type(err).__name__}: {err}")
+            bad(group[0].item, "model_failed", f"{type(err).__name__}: {err}")
             finished()
             return
         share.seconds["model"] += time.perf_counter() - start
@@ -193,7 +197,7 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
                 share.skipped += 1
                 finished()
             elif prepared.state == "bad":
-                share.add_bad(prepared.item, prepared.reason, prepared.detail)
+                bad(prepared.item, prepared.reason, prepared.detail)
                 finished()
             else:
                 for group in batcher.add(prepared):

@@ -22,6 +22,7 @@ SKIP_REASONS = (
     "degenerate_box",  # zero area, inverted, non-finite, malformed, or entirely outside the image
     "unknown_image_id",  # the annotation's image_id is not in `images`
     "unknown_category",  # the annotation's category_id is not in `categories`
+    "failed",  # the model or the record's write failed on the image (the run's bad_files.jsonl says how)
 )
 
 
@@ -50,10 +51,6 @@ class BoxClassDataset:
     num_annotations: int  # every annotation in the file
     source: str = ""
     is_lvis: bool = False  # LVIS's own fields are present (category synonyms / frequency, negative categories)
-
-    @property
-    def category_index(self) -> dict:
-        return {cid: i for i, (cid, _) in enumerate(self.categories)}
 
 
 def _xywh_to_xyxy(bbox) -> tuple[float, float, float, float]:
