@@ -16,8 +16,8 @@ from PIL import Image
 from fgdense.errors import FGDenseError
 from fgdense.evaluation.boxclass_report import sparse_confusion
 from fgdense.evaluation.plots import confusion_of, most_confused, plot_png, shown_matrix, worst_scores
-from fgdense.evaluation.segmentation import FolderDataset, evaluate_segmentation, scores_from_confusion
-from test_eval_segmentation import colour_reader, load_tool, write_folder_dataset
+from fgdense.evaluation.segmentation import FolderDataset, scores_from_confusion
+from test_eval_segmentation import colour_reader, evaluate, load_tool, write_folder_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG_TOOL = ROOT / "tools" / "eval_segmentation.py"
@@ -83,14 +83,14 @@ def test_segmentation_matrix_from_the_evaluation(tmp_path):
     dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
     # Cat and dog swapped: 7 cat pixels called dog, 6 dog pixels called cat; background right.
     swap = np.array([0, 2, 1])
-    report = json.loads(json.dumps(evaluate_segmentation(lambda im: swap[colour_reader(im)], dataset, progress=False)))
+    report = json.loads(json.dumps(evaluate(lambda im: swap[colour_reader(im)], dataset)))
     confusion = confusion_of(report)
     assert confusion.kind == "segmentation" and confusion.names == ["background", "cat", "dog"]
     shown = shown_matrix(confusion)
     assert shown.order == [1, 2, 0]  # cat and dog tie on mass 13; cat has more pixels
     assert shown.rows.tolist() == [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
     # Nothing predicted: every pixel went to "no class", which the (other) column holds.
-    report = evaluate_segmentation(lambda im: np.full((im.height, im.width), 3), dataset, progress=False)
+    report = evaluate(lambda im: np.full((im.height, im.width), 3), dataset)
     shown = shown_matrix(confusion_of(report))
     assert shown.order == [0, 1, 2] and shown.rows[:, 3].tolist() == [1, 1, 1]
 
@@ -160,7 +160,7 @@ def test_segmentation_tool_writes_the_plot_beside_the_report(tmp_path, tiny_chec
     assert sum(sum(row.values()) for row in report["confusion"].values()) == report["scored_pixels"] == 21
     width, height = png_size((out / "plot.png").read_bytes())
     assert width >= 1000 and height >= 300
-    assert sorted(p.name for p in out.iterdir()) == ["plot.png", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["plot.png", "records", "report.json"]
 
 
 def run_seg_tool_here(capsys, *argv) -> tuple[int, list[str]]:

@@ -134,7 +134,8 @@ class RecordJob(Job):
     preparer_class = RecordPreparer
 
     def __init__(self, task, out, truth: dict | None = None, **kwargs):
-        cap = resolve_budget(task.settings.max_num_patches, task.model.device)
+        # A test double without a model has no device: its budget is the CPU's.
+        cap = resolve_budget(task.settings.max_num_patches, getattr(task.model, "device", "cpu"))
         super().__init__(task, out, pictures=False, cap=cap, **kwargs)
         self.truth = truth
         self.bad: dict[int, tuple[str, str]] = {}
