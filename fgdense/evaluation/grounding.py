@@ -21,6 +21,7 @@ import numpy as np
 
 from ..bulk.distributed import current
 from ..errors import DatasetError, FGDenseError
+from ..ground import Grounder
 from ..model.boxes import validate_boxes
 from .boxclass_data import BoxClassDataset, load_boxclass_dataset
 from .runs import RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
@@ -112,6 +113,8 @@ def evaluate_grounding(grounder, annotations, images_dir, *, out=None, workers: 
     record in ``out/records``: a later call with the same settings skips those images (``overwrite``
     redoes them). Under ``torch.distributed`` every rank calls this and returns the report.
     """
+    if not isinstance(grounder, Grounder):
+        raise FGDenseError(f"evaluate_grounding measures a Grounder, got {type(grounder).__name__}")
     dataset = annotations if isinstance(annotations, BoxClassDataset) else load_boxclass_dataset(annotations)
     images_dir = Path(images_dir)
     if not images_dir.is_dir():

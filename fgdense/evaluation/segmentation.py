@@ -23,6 +23,7 @@ import numpy as np
 
 from ..bulk.distributed import current
 from ..errors import DatasetError, FGDenseError
+from ..segment import Segmenter
 from .boxclass_report import display_width, percent, sparse_confusion
 from .runs import RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
 from .segmentation_data import IGNORE_INDEX, CocoDataset, FolderDataset, read_class_list
@@ -150,6 +151,8 @@ def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max
     redoes them). ``max_images``: only the first images. Under ``torch.distributed`` every rank calls this
     and returns the report.
     """
+    if not isinstance(segmenter, Segmenter):
+        raise FGDenseError(f"evaluate_segmentation measures a Segmenter, got {type(segmenter).__name__}")
     if workers < 0 or (max_images is not None and max_images < 0):
         raise FGDenseError("workers must be >= 0 and max_images >= 0")
     ranks = current()
