@@ -383,7 +383,7 @@ def test_tool_user_errors_are_one_line_and_write_nothing(dataset, tmp_path):
         (["--ann", str(ann), "--images", str(tmp_path / "nope")], "does not exist"),
         (["--ann", str(ann), "--images", str(images_dir), "--batch-size", "0"], "--batch-size must be at least 1"),
         (["--ann", str(ann), "--images", str(images_dir), "--workers", "-1"], "--workers must be"),
-        (["--ann", str(bad), "--images", str(images_dir)], "lacks COCO-format"),
+        (["--ann", str(bad), "--images", str(images_dir)], "lacks the COCO-format"),
         (["--ann", str(ann), "--images", str(images_dir), "--protocol", "lvis", "--prompts", str(ann)], "not both"),
         (["--ann", str(ann), "--images", str(images_dir), "--device", "cuda:9"], "cuda:9"),
     ]

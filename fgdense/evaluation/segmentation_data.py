@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError
+from ..io.coco import checked_categories, read_coco
 from ..io.inputs import is_image_name
 from .boxclass_data import image_path
 
@@ -102,13 +103,15 @@ class CocoDataset:
         from pycocotools.coco import COCO
 
         path, self.images_dir = Path(annotation_file), Path(images_dir)
-        if not path.is_file():
-            raise DatasetError(f"annotation file {path} does not exist")
-        if not self.images_dir.is_dir():
+        if not self.images_dir.is_dir() and path.is_file():
             raise DatasetError(f"images folder {self.images_dir} does not exist")
+        data = read_coco(path)  # the one reader's checks and messages; pycocotools indexes what it read
+        checked_categories(data, path)
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
-                self.coco = COCO(str(path))
+                self.coco = COCO()
+                self.coco.dataset = data
+                self.coco.createIndex()
         except (ValueError, KeyError, TypeError, AssertionError) as err:
             raise DatasetError(f"{path} is not a COCO annotation file: {err}") from None
         self.category_ids = sorted(self.coco.getCatIds())
