@@ -3,7 +3,6 @@ Chinese names and characters no font has never stop it, and the tools' --plot wr
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -189,18 +188,14 @@ def test_segmentation_tool_never_plots_over_an_input(tmp_path, monkeypatch, caps
     assert code != 0 and len(err) == 1 and "font nope.otf does not exist" in err[0], err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
-def test_segmentation_tool_plot_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch, capsys):
+def test_segmentation_tool_plot_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch, capsys, read_only):
     write_folder_dataset(tmp_path)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    out.chmod(0o555)
-    try:
-        code, err = run_seg_tool_here(capsys, "--images", "images", "--masks", "labels", "--classes", "classes.txt",
-                                      "--out", "out", "--plot", "--model", "never-loaded")
-    finally:
-        out.chmod(0o755)
+    read_only(out)
+    code, err = run_seg_tool_here(capsys, "--images", "images", "--masks", "labels", "--classes", "classes.txt",
+                                  "--out", "out", "--plot", "--model", "never-loaded")
     assert code != 0 and len(err) == 1 and "cannot write" in err[0], err
     assert not any(out.iterdir())
 
