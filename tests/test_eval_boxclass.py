@@ -127,6 +127,28 @@ def test_each_protocol_equals_the_official_script(dataset, ref_model, ref_proces
     assert 0 < report["top5"] and report["top1"] < 1  # a random model: the numbers say something
 
 
+@pytest.mark.parametrize("protocol", ["boxclass-cn", "coco", "lvis"])
+def test_each_protocols_category_embeddings_equal_the_official_ones(dataset, ref_model, ref_processor, ref_tokenizer,
+                                                                   protocol):
+    """Per category, not only in aggregate: each row equals the official script's text features."""
+    from benchmarks.reference import official_text_features
+    from fgdense.evaluation.boxclass import category_embeddings
+    from fgdense.evaluation.protocols import protocol_named
+
+    data = load_boxclass_dataset(dataset[0])
+    names = [name for _, name in data.categories]
+    ours = category_embeddings(BoxClassifier(ref_model, ref_processor, ref_tokenizer), data, protocol_named(protocol))
+    official = official_text_features(ref_model, ref_tokenizer, names, protocol)
+    for row, name in enumerate(names):
+        assert np.allclose(ours[row], official[row], atol=1e-6), (protocol, name)
+    # The rules are real on this tokenizer: LVIS's "_" to space, and only LVIS's, moves "Traffic_Light".
+    light = names.index("Traffic_Light")
+    coco, lvis = (official_text_features(ref_model, ref_tokenizer, ["Traffic_Light"], p)[0] for p in ("coco", "lvis"))
+    assert (coco - lvis).abs().max() > 1e-3
+    if protocol != "boxclass-cn":
+        assert np.allclose(ours[light], lvis if protocol == "lvis" else coco, atol=1e-6)
+
+
 def test_per_annotation_predictions_equal_the_official_script(dataset, full_run, ref_model, ref_processor,
                                                               ref_tokenizer):
     ann, images_dir = dataset
