@@ -302,3 +302,14 @@ def test_images_missing_unreadable_or_outside_the_folder_are_counted(tmp_path):
     assert report["skipped"] == {"missing_image": 1, "unreadable_image": 1, "outside_images": 1,
                                  "bad_ground_truth": 0, "failed": 0}
     assert report["images_scored"] == 0
+
+
+def test_an_ignore_index_other_than_255_is_honoured(tmp_path):
+    """Label maps whose "not scored" value is 9: those pixels are left out, wherever the evaluation scores."""
+    root = write_folder_dataset(tmp_path)
+    for name, gt in GT.items():  # the label maps say "not scored" with 9 instead of 255
+        Image.fromarray(np.where(gt == 255, 9, gt).astype(np.uint8)).save(root / "labels" / f"{name}.png")
+    dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt", ignore_index=9)
+    report = evaluate(colour_reader, dataset)
+    assert report["ignore_index"] == 9 and report["scored_pixels"] == 21 and report["miou"] == 1.0
+    assert report["images_scored"] == 2 and not any(report["skipped"].values())
