@@ -71,7 +71,10 @@ def official(model, processor, tokenizer, dataset, images_dir, per_annotation: b
     from fgdense.processing.image import decode_as_stored
 
     ids = [cid for cid, _ in dataset.categories]
-    text = category_embeddings(model, tokenizer, dataset, protocol_named(PROTOCOL), "tokenizer").to(model.device)
+    from fgdense.classify import BoxClassifier
+
+    text = category_embeddings(BoxClassifier(model, processor, tokenizer), dataset,
+                               protocol_named(PROTOCOL)).to(model.device)
     top1 = {}
     for image in dataset.images:
         pixels = decode_as_stored(images_dir / image.file_name)
@@ -139,13 +142,15 @@ def main(argv=None) -> int:
         dataset = load_boxclass_dataset(ann)
         images_dir = folder / "images"
         n_all = sum(len(im.annotations) for im in dataset.images)
-        common = dict(protocol=PROTOCOL, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
-                      progress=False)
+        from fgdense.classify import BoxClassifier
+
+        classifier = BoxClassifier(model, processor, tokenizer, batch_size=args.batch_size, precision=args.precision)
+        common = dict(protocol=PROTOCOL, workers=args.workers, progress=False)
         # Warm-up (kernels, worker start-up paths); not timed.
-        evaluate_box_classification(model, dataset, images_dir, processor, tokenizer, max_images=1, **common)
-        preds = folder / "preds.jsonl"
-        _, t_fast = timed(lambda: evaluate_box_classification(model, dataset, images_dir, processor, tokenizer,
-                                                              predictions=preds, **common), device)
+        evaluate_box_classification(classifier, dataset, images_dir, max_images=1, **common)
+        preds = folder / "out" / "predictions.jsonl"
+        _, t_fast = timed(lambda: evaluate_box_classification(classifier, dataset, images_dir, out=folder / "out",
+                                                              **common), device)
         fast_top1 = {}
         for line in preds.read_text(encoding="utf-8").splitlines()[1:]:
             record = json.loads(line)

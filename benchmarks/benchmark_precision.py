@@ -112,7 +112,7 @@ def task_parity(arch: str, device, patches: int) -> list[dict]:
         outcomes[way] = {"Segmenter (scores after interpolation and guided filter)": segment.segment(image, labels).scores,
                          "BoxClassifier (RoIAlign cosines)": classify.classify(image, boxes, labels).cosine,
                          "Grounder (box scores)": grounding.scores,
-                         "Grounder (heatmaps)": grounding.grid_heatmaps.numpy()}
+                         "Grounder (heatmaps)": grounding.grid_heatmaps}
         del model
     rows = []
     for way in WAYS[1:]:

@@ -16,7 +16,7 @@ import supervision as sv
 import torch
 
 from .errors import FGDenseError
-from .prompts import check_labels
+from .prompts import EncodedLabels, check_labels
 from .regions import PROBABILITY_SCALE, RegionTask, cosine, labelled_detections, rounded
 from .task import TaskSettings
 
@@ -86,21 +86,29 @@ class BoxClassifier(RegionTask):
         """Score one image's boxes (an (N, 4) xyxy array or ``supervision.Detections``) over ``labels``."""
         return self.classify_batch([image], [boxes], labels, progress=False, **overrides)[0]
 
-    def classify_batch(self, images: Sequence, boxes: Sequence, labels: Sequence[str], progress: bool = False,
-                       **overrides) -> list[BoxClassification]:
-        """:meth:`classify` for many images (one box list each), ``batch_size`` images a backbone pass."""
+    def classify_batch(self, images: Sequence, boxes: Sequence, labels: Sequence[str] | EncodedLabels,
+                       progress: bool = False, **overrides) -> list[BoxClassification]:
+        """:meth:`classify` for many images (one box list each), ``batch_size`` images a backbone pass.
+
+        ``labels`` may also be :class:`~fgdense.prompts.EncodedLabels` (embeddings made already, as the
+        evaluation protocols make them)."""
         settings = self.configured(**overrides)
-        labels = check_labels(labels)
+        if isinstance(labels, EncodedLabels):
+            labels, text = labels.names, labels.embeddings
+        else:
+            labels = check_labels(labels)
+            text = self.label_embeddings(labels, settings)
         k = min(settings.top_k, len(labels))
         rgb, arrays, sources = self.prepare(images, boxes)
-        text = self.label_embeddings(labels, settings)
         results = []
         for array, source, regions in zip(arrays, sources, self.pooled_regions(rgb, arrays, settings, progress)):
             if regions is None:
                 regions = torch.zeros(0, text.shape[1])
             scores = cosine(regions, text)
             probabilities = torch.softmax(PROBABILITY_SCALE * scores, dim=-1)
-            top = probabilities.topk(k, dim=-1).indices
+            # Ranked by cosine: the probabilities rank the same, but far from the best they underflow to
+            # equal zeros, whose order would be arbitrary.
+            top = scores.topk(k, dim=-1).indices
             results.append(BoxClassification(list(labels), array, scores.numpy(), probabilities.numpy(), top.numpy(),
                                              source))
         return results

@@ -118,19 +118,31 @@ def parser(description: str, *, out_help: str | None = None, out_default: str | 
     return p
 
 
-def bulk_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of the tools that run on any number of images (files, folders, manifests; torchrun)."""
+def run_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of every run over many images on the bulk runner: the bulk tools and the evaluations."""
     p.add_argument("--overwrite", action="store_true",
                    help="redo images whose outputs are already complete (default: a rerun skips them)")
-    p.add_argument("--coco", metavar="FILE.json",
-                   help="also write one COCO-format file of the whole run's results (pycocotools loads it)")
-    p.add_argument("--summary", metavar="FILE.json", help="also write the run's summary (counts, timings) as JSON")
     p.add_argument("--workers", default="auto",
                    help="processes decoding images ahead of the model, per process (default auto: up to 4, "
                         "from the CPUs each process has; 0 decodes in the model's process)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="images of equal patch count per model pass, at most (default 8)")
     return p
+
+
+def bulk_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of the tools that run on any number of images (files, folders, manifests; torchrun)."""
+    run_flags(p)
+    p.add_argument("--coco", metavar="FILE.json",
+                   help="also write one COCO-format file of the whole run's results (pycocotools loads it)")
+    p.add_argument("--summary", metavar="FILE.json", help="also write the run's summary (counts, timings) as JSON")
+    return p
+
+
+def check_batch_size(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FGDenseError(f"--batch-size must be at least 1, got {value!r}")
+    return value
 
 
 def workers_setting(text: str) -> int:
@@ -216,5 +228,5 @@ def device_of(name: str):
     return resolve_device(name)
 
 
-__all__ = ["INTERRUPTED", "Status", "bulk_ending", "bulk_flags", "device_of", "fail", "max_patches_setting", "one_line", "output_folder", "parser", "run", "status",
+__all__ = ["INTERRUPTED", "Status", "bulk_ending", "bulk_flags", "check_batch_size", "device_of", "fail", "max_patches_setting", "one_line", "output_folder", "parser", "run", "run_flags", "status",
            "threshold_setting", "workers_setting"]

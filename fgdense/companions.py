@@ -6,7 +6,6 @@ the processor and tokenizer of that folder are the ones it was released with.
 
 from __future__ import annotations
 
-from .errors import CheckpointError
 from .processing.image import FGCLIP2ImageProcessor
 from .processing.text import load_tokenizer
 
@@ -20,11 +19,9 @@ def processor_for(model, processor=None) -> FGCLIP2ImageProcessor:
 
 
 def tokenizer_for(model, tokenizer=None):
-    """``tokenizer``, else the model's checkpoint's own; a model built in memory needs one given."""
+    """``tokenizer``, else the model's checkpoint's own; None for a model built in memory (text work then
+    asks for one to be given)."""
     if tokenizer is not None:
         return tokenizer
     folder = getattr(model, "checkpoint_folder", None)
-    if folder is None:
-        raise CheckpointError("this model was not loaded from a checkpoint folder, so its tokenizer is unknown: "
-                              "pass tokenizer=")
-    return load_tokenizer(folder)
+    return None if folder is None else load_tokenizer(folder)

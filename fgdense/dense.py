@@ -214,33 +214,14 @@ def features_of_ready(model, ready: list[ProcessedImage], max_batch_tokens: int 
     return [DenseFeatures(grid, (r.image.height, r.image.width)) for grid, r in zip(grids, ready)]
 
 
-def features_of_processed(model, processed: list, images: list, max_batch_tokens: int = GPU_DEFAULT_PATCHES,
-                          precision: str = "auto") -> list[DenseFeatures]:
-    """DenseFeatures of images each processed alone (``processed[i]`` is the processor's output for
-    ``images[i]``, an RGB PIL image): only their real patch rows go into one :func:`dense_grids` call."""
-    ready = []
-    for p, image in zip(processed, images):
-        h, w = (int(v) for v in p["spatial_shapes"][0])
-        ready.append(ProcessedImage(image, p["pixel_values"][0, : h * w], p["spatial_shapes"][0], None))
-    return features_of_ready(model, ready, max_batch_tokens, precision)
-
-
 def dense_features(model, image, processor=None, max_num_patches: int | str | None = "auto",
                    precision: str = "auto") -> DenseFeatures:
     """Dense features of one image: its (h, w, D) grid and how grid cells map to image pixels."""
     return dense_features_batch(model, [image], processor, max_num_patches, precision=precision)[0]
 
 
-def grid_shape_for(height: int, width: int, max_num_patches: int, patch_size: int = 16) -> tuple[int, int]:
-    """The (rows, columns) patch grid the processor gives an image of this size at this budget."""
-    from transformers.models.siglip2.image_processing_pil_siglip2 import get_image_size_for_max_num_patches
-
-    h, w = get_image_size_for_max_num_patches(height, width, patch_size, max_num_patches)
-    return h // patch_size, w // patch_size
-
-
 __all__ = [
     "DenseFeatures", "ProcessedImage", "budget_setting", "default_patch_budget", "dense_features", "dense_features_batch",
-    "dense_grids", "features_of_processed", "features_of_ready", "grid_shape_for", "loaded", "pick_patch_budget",
+    "dense_grids", "features_of_ready", "loaded", "pick_patch_budget",
     "process_image", "resolve_budget", "rgb_of",
 ]

@@ -37,6 +37,15 @@ class DatasetError(FGDenseError):
     """An annotation file, dataset folder or predictions file that cannot be used as described."""
 
 
+# COCO-format files are read by one reader (fgdense.io.coco) for evaluation and training alike, with one
+# error type; stage-2 training has long called it by this name.
+CocoFormatError = DatasetError
+
+
+class FineHARDError(DatasetError):
+    """A FineHARD annotation that cannot be trained on; the message names the file and record."""
+
+
 class OutputError(FGDenseError):
     """An output path that cannot or must not be written (a folder that is missing, one of the inputs)."""
 

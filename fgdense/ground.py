@@ -17,6 +17,7 @@ import numpy as np
 import supervision as sv
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .config import TEXT_LENGTH
 from .errors import FGDenseError
@@ -42,7 +43,7 @@ class Grounding:
     phrases: list[str]
     walk_types: list[str]
     image_size: tuple[int, int]
-    grid_heatmaps: torch.Tensor
+    grid_heatmaps: np.ndarray
     best_boxes: np.ndarray
     best_scores: np.ndarray
     best_indices: np.ndarray
@@ -57,7 +58,8 @@ class Grounding:
         maps, size = self.grid_heatmaps, tuple(size or self.image_size)
         if maps.shape[0] == 0:
             return np.zeros((0, *size), np.float32)
-        return F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0].numpy()
+        maps = torch.from_numpy(np.asarray(maps, np.float32))
+        return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0].numpy()
 
     def to_detections(self) -> sv.Detections:
         """The best box of every phrase that has one: class_id = phrase index, confidence = cosine."""
@@ -181,15 +183,19 @@ class Grounder(RegionTask):
             rgb, arrays, sources = self.prepare(images, boxes)
         text, walks = self.phrase_embeddings(phrases, settings)
         results = []
-        for start in range(0, len(rgb), settings.batch_size):
+        starts = range(0, len(rgb), settings.batch_size)
+        bar = tqdm(total=len(rgb), unit="image", desc="grounding", disable=not progress or len(starts) <= 1)
+        for start in starts:
             chunk = range(start, min(start + settings.batch_size, len(rgb)))
             feats = self.image_features([rgb[i] for i in chunk], settings)
             for i, image_feats in zip(chunk, feats):
                 results.append(self._ground_one(image_feats, phrases, walks, text, arrays[i], sources[i], settings))
+            bar.update(len(chunk))
+        bar.close()
         return results
 
     def _ground_one(self, feats, phrases, walks, text, array, source, settings) -> Grounding:
-        grid_maps = feats.similarity(text).cpu()
+        grid_maps = feats.similarity(text).float().cpu().numpy()  # numpy, as every result field
         count = len(phrases)
         best_boxes, best_scores = np.full((count, 4), np.nan), np.full(count, np.nan)
         best_indices = np.full(count, -1)
@@ -205,7 +211,7 @@ class Grounder(RegionTask):
         for p in range(count):
             # Cut on the grid itself: the dense features hold no detail finer than a cell, so boxes run
             # along cell edges (an upsampled map would only add interpolation's guesses).
-            found = heatmap_proposals(grid_maps[p].numpy(), settings.proposal_threshold, settings.min_area_fraction)
+            found = heatmap_proposals(grid_maps[p], settings.proposal_threshold, settings.min_area_fraction)
             found = found * np.array([cell_w, cell_h, cell_w, cell_h])
             scores = np.zeros(0)
             if len(found):

@@ -112,6 +112,22 @@ def expand_prompts(synonym: str, templates: bool | Sequence[str] = False) -> lis
     return [template.format(synonym) for template in templates]
 
 
+class EncodedLabels:
+    """Labels whose embeddings are made already (an evaluation protocol's prompt ensembles, a vocabulary
+    kept between runs): the names and their (K, D) normalised embeddings. Tasks take it wherever they
+    take a label list, and use the embeddings as they are."""
+
+    def __init__(self, names: Sequence[str], embeddings: torch.Tensor):
+        self.names = [str(name) for name in names]
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(self.names) or not self.names:
+            raise LabelError(f"need one embedding row per label: {len(self.names)} labels, "
+                             f"embeddings of shape {tuple(embeddings.shape)}")
+        self.embeddings = embeddings
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 class TextEncoder:
     """Embeddings of texts by one walk type and text policy, each prompt encoded once across calls.
 
@@ -183,5 +199,5 @@ class TextEncoder:
     __call__ = labels
 
 
-__all__ = ["CHINESE_TEMPLATES", "ENGLISH_TEMPLATES", "TextEncoder", "check_labels", "check_phrases", "encode_text",
+__all__ = ["CHINESE_TEMPLATES", "ENGLISH_TEMPLATES", "EncodedLabels", "TextEncoder", "check_labels", "check_phrases", "encode_text",
            "expand_prompts", "imagenet_templates", "is_chinese", "split_synonyms"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from .companions import processor_for
+from .companions import processor_for, tokenizer_for
 from .dense import DenseFeatures, budget_setting, dense_features_batch
 from .devices import check_precision
 from .errors import FGDenseError
@@ -80,9 +80,8 @@ class Task:
     def __init__(self, model, processor=None, tokenizer=None, **settings):
         self.model = model
         self.processor = processor_for(model, processor)
-        folder = getattr(model, "checkpoint_folder", None)
         # A model built in memory has no checkpoint to take a tokenizer from: text work then asks for one.
-        self.tokenizer = tokenizer if tokenizer is not None or folder is None else load_tokenizer(folder)
+        self.tokenizer = tokenizer_for(model, tokenizer)
         self.settings = self._settings(self.Settings, settings)
         self._encoders: dict[tuple, TextEncoder] = {}
 

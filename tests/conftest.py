@@ -63,3 +63,45 @@ def assert_close(actual, expected, atol, what=""):
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     diff = (actual - expected).abs().max().item() if actual.numel() else 0.0
     assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol}"
+
+
+@pytest.fixture()
+def read_only(monkeypatch):
+    """``read_only(folder)`` makes a folder unwritable, for every user: chmod 555, and as root (whom the
+    mode does not stop, and CI runs as root) the refusal a non-root user gets from the kernel, raised
+    where fgdense asks (os.access, a temporary file in it)."""
+    import os
+    import tempfile
+
+    locked = []
+
+    def lock(folder):
+        folder = Path(folder)
+        folder.chmod(0o555)
+        locked.append(folder)
+        if os.geteuid() != 0:
+            return folder
+        inside = lambda path: any(Path(path).resolve() == f.resolve() for f in locked)  # noqa: E731
+        real_access, real_file, real_mkstemp = os.access, tempfile.TemporaryFile, tempfile.mkstemp
+
+        def access(path, mode, *args, **kwargs):
+            return False if inside(path) and mode & os.W_OK else real_access(path, mode, *args, **kwargs)
+
+        def temporary_file(*args, dir=None, **kwargs):
+            if dir is not None and inside(dir):
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real_file(*args, dir=dir, **kwargs)
+
+        def mkstemp(*args, dir=None, **kwargs):
+            if dir is not None and inside(dir):
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real_mkstemp(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(os, "access", access)
+        monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+        return folder
+
+    yield lock
+    for folder in locked:
+        folder.chmod(0o755)

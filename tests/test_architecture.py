@@ -110,3 +110,54 @@ def test_the_installed_package_holds_no_benchmark_or_reference_code():
     for path in FILES:
         text = path.read_text(encoding="utf-8")
         assert "dense_head_reference" not in text and "official_4d_mask" not in text, path
+
+
+# ------------------------------------------------------------------------ one pipeline, one of each
+EVALUATIONS = {"boxclass": "fgdense.classify", "segmentation": "fgdense.segment", "grounding": "fgdense.ground"}
+
+
+@pytest.mark.parametrize("name, task", EVALUATIONS.items())
+def test_each_evaluation_calls_its_task_on_the_bulk_runner(name, task):
+    """An evaluation measures the task users run, through the one many-image pipeline: it imports the
+    task and the evaluation jobs, and the jobs import the bulk runner. No evaluation builds its own
+    DataLoader or dense pass."""
+    path = PACKAGE / "evaluation" / f"{name}.py"
+    found = imports_of(path)
+    assert task in found and "fgdense.evaluation.runs" in found, found
+    assert "fgdense.bulk.runner" in imports_of(PACKAGE / "evaluation" / "runs.py")
+    text = path.read_text(encoding="utf-8")
+    for own_engine in ("DataLoader", "dense_grids", "dense_features_batch", "get_image_dense_feature"):
+        assert own_engine not in text, f"{name}.py runs its own {own_engine}"
+
+
+def _touches_torch_distributed(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and node.attr == "distributed" and \
+                isinstance(node.value, ast.Name) and node.value.id == "torch":
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module and (
+                node.module.startswith("torch.distributed") or (node.module == "torch" and
+                                                                any(a.name == "distributed" for a in node.names))):
+            return True
+        if isinstance(node, ast.Import) and any(a.name.startswith("torch.distributed") for a in node.names):
+            return True
+    return False
+
+
+def test_one_module_touches_torch_distributed():
+    """Joining, ranks, barriers and gathers live in bulk/distributed.py; the SigLIP loss's gradient-carrying
+    gather (train/losses.py) is part of the objective's maths. Tools and benchmarks go through the module too."""
+    root = PACKAGE.parent
+    files = FILES + sorted((root / "tools").glob("*.py")) + sorted((root / "benchmarks").glob("*.py"))
+    touching = {str(p.relative_to(root)) for p in files if _touches_torch_distributed(p)}
+    assert touching == {"fgdense/bulk/distributed.py", "fgdense/train/losses.py"}
+
+
+def test_one_tokenizer_loader():
+    """Every tokenizer comes from processing.text.load_tokenizer (companions.tokenizer_for for a model's own)."""
+    root = PACKAGE.parent
+    files = FILES + sorted((root / "tools").glob("*.py"))
+    loading = {str(p.relative_to(root)) for p in files
+               if any(word in p.read_text(encoding="utf-8") for word in ("AutoTokenizer", "TokenizerFast",
+                                                                         "GemmaTokenizer"))}
+    assert loading <= {"fgdense/processing/text.py", "fgdense/tiny.py"}, loading

@@ -104,6 +104,12 @@ def test_segment_a_manifest_resume_overwrite_bad_files_and_coco(tmp_path, tiny_c
     assert mtimes(out, stems) == before
     assert not (out / "bad_files.jsonl").exists()  # no bad file this time: the old list is gone
     check_coco_equals_label_maps(out / "results.json", out, 5)
+    # One of an image's four files gone: that image is not complete, and only it is done again.
+    lost = next(p for p in out.iterdir() if p.name.startswith("p01") and p.suffix == ".png")
+    lost.unlink()
+    assert main(common) == 0
+    assert "1 written to out, 4 skipped" in capsys.readouterr().out and lost.is_file()
+    before = mtimes(out, stems)
     # The same computation spelt differently (auto is fp32 on a CPU) finds its outputs too.
     assert main(common + ["--precision", "fp32", "--batch-size", "1"]) == 0
     assert "5 skipped" in capsys.readouterr().out
@@ -175,7 +181,14 @@ def test_ground_a_manifest_with_and_without_candidate_boxes(tmp_path, tiny_check
     assert second["mode"] == "proposals"
     coco = json.loads((out / "grounded.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["a red mug", "一只猫"]
-    assert len(coco["annotations"]) == sum(p["box"] is not None for r in (first, second) for p in r["phrases"])
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    # Each annotation is its phrase's box, under that phrase's category id (the names differ from the ids' order
+    # nowhere else, so an id off by one names another phrase or none).
+    expected = [(image_id, p["phrase"], [round(v, 2) for v in (p["box"][0], p["box"][1], p["box"][2] - p["box"][0],
+                                                                 p["box"][3] - p["box"][1])])
+                for image_id, r in ((1, first), (2, second)) for p in r["phrases"] if p["box"] is not None]
+    found = [(a["image_id"], names.get(a["category_id"]), a["bbox"]) for a in coco["annotations"]]
+    assert found == expected and len(found) >= 3
 
 
 def test_a_coco_file_in_the_output_folder_never_takes_an_image_s_name(tmp_path, tiny_checkpoint):
@@ -256,3 +269,25 @@ def test_an_image_the_model_fails_on_is_a_bad_file_and_its_batch_mates_are_writt
     bad = json.loads((tmp_path / "out" / "bad_files.jsonl").read_text())
     assert bad["path"].endswith("b.png") and "planted failure" in bad["detail"]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == ["a.json", "c.json"]
+
+
+def test_the_coco_file_holds_only_this_runs_outputs(tmp_path, tiny_checkpoint):
+    """Outputs of an earlier run with other labels in the same folder are not this run's results."""
+    images = photos(tmp_path / "imgs", 2)
+    manifest = tmp_path / "boxes.jsonl"
+
+    def run(labels, boxes_of_second):
+        records = [{"path": str(images[0]), "boxes": [[0, 0, 60, 50]]}, {"path": str(images[1]), "boxes": boxes_of_second}]
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return tool("classify_boxes")([str(manifest), "--labels", *labels, "--model", str(tiny_checkpoint), "--out",
+                                       str(tmp_path / "out"), "--coco", str(tmp_path / "run.json"), "--quiet",
+                                       "--workers", "0", "--no-png"])
+
+    assert run(["cat", "dog"], [[5, 5, 40, 40]]) == 0
+    assert len(json.loads((tmp_path / "run.json").read_text())["images"]) == 2
+    # Now the second image's boxes are bad: it is not redone, and its old JSON (labels cat, dog) stays.
+    assert run(["car", "bus"], [[50, 5, 10, 40]]) == 1
+    assert json.loads((tmp_path / "out" / f"{images[1].stem}.json").read_text())["labels"] == ["cat", "dog"]
+    coco = json.loads((tmp_path / "run.json").read_text())
+    assert [im["file_name"] for im in coco["images"]] == [str(images[0])]
+    assert [c["name"] for c in coco["categories"]] == ["car", "bus"] and len(coco["annotations"]) == 1

@@ -37,8 +37,16 @@ def test_the_api_refuses_cuda_on_a_machine_without_it():
 def test_outputs_on_an_input_or_on_each_other_are_refused(tmp_path):
     image = tmp_path / "gi.jpg"
     image.write_bytes(b"x")
-    with pytest.raises(OutputError, match="is the image"):
-        check_outputs({"picture": tmp_path / "." / "gi.jpg"}, {"image": image})
+    (tmp_path / "sub").mkdir()
+    # Spellings pathlib does not collapse: "sub/.." and a link. Each still names the image.
+    spelled = f"{tmp_path}/sub/../gi.jpg"
+    assert str(Path(spelled)) != str(image)
+    os.symlink(image, tmp_path / "link.jpg")
+    for other in (spelled, tmp_path / "link.jpg"):
+        with pytest.raises(OutputError, match="is the image"):
+            check_outputs({"picture": other}, {"image": image})
+    with pytest.raises(OutputError, match="is the image"):  # not there yet: spelled out, the same path
+        check_outputs({"picture": f"{tmp_path}/sub/../later.jpg"}, {"image": tmp_path / "later.jpg"})
     with pytest.raises(OutputError, match="same file"):
         check_outputs({"JSON": tmp_path / "r.json", "picture": tmp_path / "r.json"})
     with pytest.raises(OutputError, match="folder of"):

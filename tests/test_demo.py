@@ -74,6 +74,11 @@ def test_the_cache_is_least_recently_used_and_computes_a_repeated_image_once(tin
     assert cache.computed == 4
     task.image_features([images[0]], task.configured(max_num_patches=128))
     assert cache.computed == 5
+    # Another precision is other arithmetic: its own entry, never fp32's features handed back.
+    fp32 = task.image_features([images[0]], task.configured(max_num_patches=128, precision="fp32"))[0]
+    bf16 = task.image_features([images[0]], task.configured(max_num_patches=128, precision="bf16"))[0]
+    assert cache.computed == 7 and bf16 is not fp32
+    assert 0 < (bf16.grid - fp32.grid).abs().max() < 0.1
 
 
 def test_the_jobs_write_the_tools_files(engine):

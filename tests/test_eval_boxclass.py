@@ -14,6 +14,7 @@ from PIL import Image
 
 from benchmarks.reference import official_box_classification
 from conftest import CHECKPOINT
+from fgdense.classify import BoxClassifier
 from fgdense.errors import DatasetError
 from fgdense.evaluation import evaluate_box_classification, load_boxclass_dataset
 from fgdense.evaluation.protocols import choose_protocol, imagenet_templates
@@ -117,13 +118,35 @@ def test_each_protocol_equals_the_official_script(dataset, ref_model, ref_proces
                                                   protocol, mask):
     ann, images_dir = dataset
     tokenizer = ref_tokenizer if mask == "tokenizer returns a mask" else no_mask_tokenizer
-    report = evaluate_box_classification(ref_model, ann, images_dir, ref_processor, tokenizer, protocol=protocol,
-                                         progress=False)
+    classifier = BoxClassifier(ref_model, ref_processor, tokenizer, precision="fp32")
+    report = evaluate_box_classification(classifier, ann, images_dir, protocol=protocol, progress=False)
     official = official_box_classification(ref_model, ref_processor, tokenizer, ann, images_dir, protocol)
     assert report["protocol"] == protocol
     assert report["evaluated"] == len(official["predictions"]) == 15
     assert report["top1"] == official["top1"] and report["top5"] == official["top5"]
     assert 0 < report["top5"] and report["top1"] < 1  # a random model: the numbers say something
+
+
+@pytest.mark.parametrize("protocol", ["boxclass-cn", "coco", "lvis"])
+def test_each_protocols_category_embeddings_equal_the_official_ones(dataset, ref_model, ref_processor, ref_tokenizer,
+                                                                   protocol):
+    """Per category, not only in aggregate: each row equals the official script's text features."""
+    from benchmarks.reference import official_text_features
+    from fgdense.evaluation.boxclass import category_embeddings
+    from fgdense.evaluation.protocols import protocol_named
+
+    data = load_boxclass_dataset(dataset[0])
+    names = [name for _, name in data.categories]
+    ours = category_embeddings(BoxClassifier(ref_model, ref_processor, ref_tokenizer), data, protocol_named(protocol))
+    official = official_text_features(ref_model, ref_tokenizer, names, protocol)
+    for row, name in enumerate(names):
+        assert np.allclose(ours[row], official[row], atol=1e-6), (protocol, name)
+    # The rules are real on this tokenizer: LVIS's "_" to space, and only LVIS's, moves "Traffic_Light".
+    light = names.index("Traffic_Light")
+    coco, lvis = (official_text_features(ref_model, ref_tokenizer, ["Traffic_Light"], p)[0] for p in ("coco", "lvis"))
+    assert (coco - lvis).abs().max() > 1e-3
+    if protocol != "boxclass-cn":
+        assert np.allclose(ours[light], lvis if protocol == "lvis" else coco, atol=1e-6)
 
 
 def test_per_annotation_predictions_equal_the_official_script(dataset, full_run, ref_model, ref_processor,
@@ -140,7 +163,7 @@ def test_per_annotation_predictions_equal_the_official_script(dataset, full_run,
         assert np.allclose(scored[aid]["scores"], scores, atol=1e-5), aid
     # Every skip is reported, by reason; nothing outside the images folder was opened.
     assert report["skipped"] == {"missing_image": 2, "unreadable_image": 0, "outside_images": 1, "degenerate_box": 1,
-                                 "unknown_image_id": 0, "unknown_category": 1}
+                                 "unknown_image_id": 0, "unknown_category": 1, "failed": 0}
     assert report["annotations"] == report["evaluated"] + report["skipped_total"] == 20
     assert report["complete"] and report["images"] == report["images_done"] == 7
     skipped = {r["annotation_id"]: r["skipped"] for r in records if "skipped" in r}
@@ -181,20 +204,21 @@ def test_plot_beside_the_report_shows_the_predictions_confusions(full_run):
     assert np.allclose(shown.rows.sum(1), 1)
 
 
-def test_boxclass_cn_keeps_the_case_of_names_and_coco_lowers_it(dataset, ref_model, ref_tokenizer):
+def test_boxclass_cn_keeps_the_case_of_names_and_coco_lowers_it(dataset, ref_model, ref_processor, ref_tokenizer):
     """The case rule is real: the tokenizer tells 'iPhone' from 'iphone', and only BoxClass-CN keeps it."""
     from fgdense.evaluation.boxclass import category_embeddings
     from fgdense.evaluation.protocols import protocol_named
     from fgdense.prompts import encode_text
 
     data = load_boxclass_dataset(dataset[0])
-    cn = category_embeddings(ref_model, ref_tokenizer, data, protocol_named("boxclass-cn"), "tokenizer")
+    classifier = BoxClassifier(ref_model, ref_processor, ref_tokenizer)
+    cn = category_embeddings(classifier, data, protocol_named("boxclass-cn"))
     iphone = [name for _, name in data.categories].index("iPhone")
     kept = encode_text(ref_model, ref_tokenizer, ["iPhone"], "box", lowercase=False)[0]
     lowered = encode_text(ref_model, ref_tokenizer, ["iPhone"], "box")[0]
     assert (kept - lowered).abs().max() > 1e-3
     assert np.allclose(cn[iphone], kept, atol=1e-6)
-    coco = category_embeddings(ref_model, ref_tokenizer, data, protocol_named("coco"), "tokenizer")
+    coco = category_embeddings(classifier, data, protocol_named("coco"))
     prompts = [t.format("iphone") for t in imagenet_templates()]
     want = encode_text(ref_model, ref_tokenizer, prompts, "box").mean(0)
     assert np.allclose(coco[iphone], want / want.norm(), atol=1e-6)
@@ -218,8 +242,8 @@ def test_own_prompt_templates(dataset, tmp_path, ref_model, ref_processor, ref_t
     ann, images_dir = dataset
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of a {}.\n\nthis is a {}\n", encoding="utf-8")
-    report = evaluate_box_classification(ref_model, ann, images_dir, ref_processor, ref_tokenizer, prompts=prompts,
-                                         progress=False)
+    report = evaluate_box_classification(BoxClassifier(ref_model, ref_processor, ref_tokenizer), ann, images_dir,
+                                         prompts=prompts, progress=False)
     assert report["protocol"] == "custom (prompts.txt)" and report["evaluated"] == 15
     prompts.write_text("a photo of a thing\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="must hold"):
@@ -242,85 +266,123 @@ def test_two_process_torchrun_equals_single_process(dataset, full_run, tmp_path)
     _, sharded = read_predictions(tmp_path / "predictions.jsonl")
     assert [(r["annotation_id"], r.get("top5"), r.get("skipped")) for r in sharded] == \
            [(r["annotation_id"], r.get("top5"), r.get("skipped")) for r in single]
-    assert not list(tmp_path.glob("*.part"))
 
 
-def test_resume_after_max_images_and_after_a_hard_stop(dataset, full_run, ref_model, tmp_path):
+def _stamps(folder: Path) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in sorted((folder / "records").glob("*.json"))}
+
+
+def _without_model(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("model",)}
+
+
+def test_a_rerun_skips_recorded_images_and_redoes_cut_or_missing_records(dataset, full_run, ref_model, tmp_path):
+    """The bulk tools' resume rule: an image is done when its record is whole and of this run."""
     ann, images_dir = dataset
-    report, preds_path = full_run
-    preds = tmp_path / "preds.jsonl"
-    partial = evaluate_box_classification(ref_model, ann, images_dir, predictions=preds, max_images=2, progress=False)
-    assert not partial["complete"] and partial["images_done"] == 2
-    resumed = evaluate_box_classification(ref_model, ann, images_dir, predictions=preds, resume=True, progress=False)
-    assert {k: v for k, v in resumed.items() if k != "model"} == {k: v for k, v in report.items() if k != "model"}
+    report, _ = full_run
+    classifier = BoxClassifier(ref_model, precision="fp32")
+    partial = evaluate_box_classification(classifier, ann, images_dir, out=tmp_path, max_images=2, progress=False)
+    assert not partial["complete"] and partial["images_done"] == 2 and len(_stamps(tmp_path)) == 2
+    resumed = evaluate_box_classification(classifier, ann, images_dir, out=tmp_path, progress=False)
+    assert _without_model(resumed) == _without_model(report)
+    before = _stamps(tmp_path)
+    assert len(before) == 5  # the two images that cannot be read have no record (bad_files.jsonl lists them)
 
-    # A hard stop: the main file holds image 0, a rank's part file image 1 and half of image 2's first line.
-    header, records = read_predictions(preds_path)
-    by_image = {}
-    for r in records:
-        by_image.setdefault(r["image_id"], []).append(json.dumps(r, ensure_ascii=False) + "\n")
-    first, second, third = list(by_image.values())[:3]
-    head = json.dumps(header) + "\n"
-    preds.write_text(head + "".join(first), encoding="utf-8")
-    part = tmp_path / "preds.jsonl.rank1.part"
-    part.write_text(head + "".join(second) + third[0][:25], encoding="utf-8")
-    resumed = evaluate_box_classification(ref_model, ann, images_dir, predictions=preds, resume=True, progress=False)
-    assert resumed["top1_correct"] == report["top1_correct"] and resumed["complete"]
-    assert not part.exists()
-    assert [r["annotation_id"] for r in read_predictions(preds)[1]] == [r["annotation_id"] for r in records]
-
-
-def test_a_new_run_starts_its_predictions_file_over_at_once(dataset, full_run, ref_model, tmp_path, monkeypatch):
-    """An older complete file of the same run must not leak into a later interrupted run's --resume."""
-    from fgdense.evaluation import boxclass
-
-    ann, images_dir = dataset
-    _, preds_path = full_run
-    preds = tmp_path / "preds.jsonl"
-    preds.write_text(preds_path.read_text(encoding="utf-8"), encoding="utf-8")  # an older, complete run
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(boxclass, "dense_grids", interrupted)  # the new run stops at its first image
-    with pytest.raises(KeyboardInterrupt):
-        evaluate_box_classification(ref_model, ann, images_dir, predictions=preds, progress=False)
-    assert read_predictions(preds)[1] == []  # the older run's lines are gone, not waiting to be resumed
+    # A record holding only some of its image's outcomes, and a record gone: both images are done again.
+    cut = tmp_path / "records" / "1.json"
+    record = json.loads(cut.read_text(encoding="utf-8"))
+    assert len(record["outcomes"]) == 4  # img_1: three boxes and the zero-area one
+    cut.write_text(json.dumps(dict(record, outcomes=record["outcomes"][:-1])), encoding="utf-8")
+    (tmp_path / "records" / "3.json").unlink()
+    again = evaluate_box_classification(classifier, ann, images_dir, out=tmp_path, progress=False)
+    assert _without_model(again) == _without_model(report)
+    after = _stamps(tmp_path)
+    assert json.loads(cut.read_text(encoding="utf-8")) == record
+    assert {name for name in after if after[name] != before.get(name)} == {"1.json", "3.json"}
 
 
-def test_resume_knows_a_model_by_its_content_not_its_path(dataset, full_run, tiny_checkpoint, tmp_path):
+def test_a_record_is_of_one_model_known_by_its_content_not_its_path(dataset, full_run, tiny_checkpoint, tmp_path):
     from fgdense import FGCLIP2Model
 
     ann, images_dir = dataset
-    _, preds_path = full_run
-    preds = tmp_path / "preds.jsonl"
-    preds.write_text(preds_path.read_text(encoding="utf-8"), encoding="utf-8")
-    # The same files under another path: the same model, so the run resumes (and has nothing left to do).
+    report, _ = full_run
+    out = tmp_path / "out"
     moved = tmp_path / "moved"
     shutil.copytree(CHECKPOINT, moved)
-    again = evaluate_box_classification(FGCLIP2Model.from_pretrained(moved), ann, images_dir, predictions=preds,
-                                        resume=True, progress=False)
-    assert again["complete"] and again["images_done"] == 7
-    # Other weights at that same path: another model, refused.
+    first = evaluate_box_classification(FGCLIP2Model.from_pretrained(CHECKPOINT), ann, images_dir, out=out,
+                                        progress=False)
+    before = _stamps(out)
+    # The same files under another path: the same model, so every record stands.
+    again = evaluate_box_classification(FGCLIP2Model.from_pretrained(moved), ann, images_dir, out=out, progress=False)
+    assert _stamps(out) == before and again["top1_correct"] == first["top1_correct"] == report["top1_correct"]
+    # Other weights at that same path: another model, every image evaluated again.
     shutil.rmtree(moved)
     shutil.copytree(tiny_checkpoint, moved)
-    with pytest.raises(DatasetError, match="another run .*model"):
-        evaluate_box_classification(FGCLIP2Model.from_pretrained(moved), ann, images_dir, predictions=preds,
-                                    resume=True, progress=False)
-    # ... and without --resume, another run's predictions are not silently thrown away either.
-    with pytest.raises(DatasetError, match="another run's predictions"):
-        evaluate_box_classification(FGCLIP2Model.from_pretrained(moved), ann, images_dir, predictions=preds,
-                                    progress=False)
+    other = evaluate_box_classification(FGCLIP2Model.from_pretrained(moved), ann, images_dir, out=out, progress=False)
+    fresh = evaluate_box_classification(FGCLIP2Model.from_pretrained(moved), ann, images_dir, progress=False)
+    after = _stamps(out)
+    assert all(after[name] != before[name] for name in before)
+    assert other["model_fingerprint"] != first["model_fingerprint"]
+    assert _without_model(other) == _without_model(fresh)
+    header, _ = read_predictions(out / "predictions.jsonl")
+    assert header["fgdense_boxclass_predictions"]["model"] == other["model_fingerprint"]
 
 
-def test_resume_refuses_a_file_that_is_not_a_predictions_file(dataset, ref_model, tmp_path):
+def test_the_run_hash_holds_the_boxes(dataset, ref_model, tmp_path):
+    """Moving one box of an image (same file, same model) makes that image's record another run's."""
     ann, images_dir = dataset
-    preds = tmp_path / "notes.jsonl"
-    preds.write_text("my own notes\nkeep them\n", encoding="utf-8")
-    for resume in (True, False):
-        with pytest.raises(DatasetError, match="not an fgdense predictions file"):
-            evaluate_box_classification(ref_model, ann, images_dir, predictions=preds, resume=resume, progress=False)
-    assert preds.read_text(encoding="utf-8") == "my own notes\nkeep them\n"
+    classifier = BoxClassifier(ref_model, precision="fp32")
+    evaluate_box_classification(classifier, ann, images_dir, out=tmp_path, progress=False)
+    before = _stamps(tmp_path)
+    data = json.loads(ann.read_text(encoding="utf-8"))
+    first = next(a for a in data["annotations"] if a["image_id"] == 1007)
+    first["bbox"] = [first["bbox"][0] + 3, *first["bbox"][1:]]
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    report = evaluate_box_classification(classifier, moved, images_dir, out=tmp_path, progress=False)
+    after = _stamps(tmp_path)
+    assert {name for name in after if after[name] != before[name]} == {"1.json"}  # image 1007 is the second
+    lines = read_predictions(tmp_path / "predictions.jsonl")[1]
+    assert next(r for r in lines if r["annotation_id"] == first["id"])["bbox"][0] == round(first["bbox"][0], 2)
+    assert report["complete"]
+
+
+def test_fewer_categories_than_top_five(tmp_path, ref_model):
+    """Three categories: top-5 lists all three, so every scored box is right within its top 5."""
+    three = [(3, "猫"), (7, "dog"), (12, "Red Mug")]
+    ann, images_dir = make_dataset(tmp_path, seed=2, categories=three)
+    report = evaluate_box_classification(ref_model, ann, images_dir, out=tmp_path / "out", progress=False)
+    assert report["evaluated"] == 15 and report["top5"] == 1.0 and report["top1"] < 1
+    for line in read_predictions(tmp_path / "out" / "predictions.jsonl")[1]:
+        if "skipped" not in line:
+            assert sorted(line["top5"]) == [3, 7, 12]
+
+
+def test_the_evaluation_measures_box_classifier(dataset, full_run, ref_model, ref_processor, ref_tokenizer):
+    """The predictions are BoxClassifier's, as a user runs it: labels with the COCO protocol's templates,
+    each image decoded as stored, its valid boxes; top-5 and cosines equal, line by line."""
+    from fgdense.evaluation.protocols import imagenet_templates
+    from fgdense.processing.image import decode_as_stored
+
+    ann, images_dir = dataset
+    _, preds_path = full_run
+    data = json.loads(ann.read_text(encoding="utf-8"))
+    names = [c["name"] for c in data["categories"]]
+    ids = [c["id"] for c in data["categories"]]
+    classifier = BoxClassifier(ref_model, ref_processor, ref_tokenizer, precision="fp32",
+                               templates=imagenet_templates())
+    lines = [r for r in read_predictions(preds_path)[1] if "skipped" not in r]
+    files = {im["id"]: im.get("file_name") or im["coco_url"].rsplit("/", 1)[-1] for im in data["images"]}
+    checked = 0
+    for image_id in dict.fromkeys(r["image_id"] for r in lines):
+        mine = [r for r in lines if r["image_id"] == image_id]
+        image = Image.fromarray(decode_as_stored(images_dir / files[image_id]))
+        result = classifier.classify(image, [r["bbox"] for r in mine], names)
+        for row, line in enumerate(mine):
+            assert [ids[j] for j in result.top_k[row]] == line["top5"]
+            assert np.allclose(result.cosine[row, result.top_k[row]], line["scores"], atol=1e-6)
+            checked += 1
+    assert checked == 15
 
 
 def test_unreadable_image_is_counted(tmp_path, ref_model):
@@ -341,8 +403,9 @@ def test_tool_user_errors_are_one_line_and_write_nothing(dataset, tmp_path):
     cases = [
         (["--ann", str(tmp_path / "nope.json"), "--images", str(images_dir)], "does not exist"),
         (["--ann", str(ann), "--images", str(tmp_path / "nope")], "does not exist"),
-        (["--ann", str(ann), "--images", str(images_dir), "--resume"], "nothing to resume"),
-        (["--ann", str(bad), "--images", str(images_dir)], "lacks COCO-format"),
+        (["--ann", str(ann), "--images", str(images_dir), "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--ann", str(ann), "--images", str(images_dir), "--workers", "-1"], "--workers must be"),
+        (["--ann", str(bad), "--images", str(images_dir)], "lacks the COCO-format"),
         (["--ann", str(ann), "--images", str(images_dir), "--protocol", "lvis", "--prompts", str(ann)], "not both"),
         (["--ann", str(ann), "--images", str(images_dir), "--device", "cuda:9"], "cuda:9"),
     ]

@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 
 from fgdense.evaluation import evaluate_grounding
+from fgdense.ground import Grounder
+from fgdense.processing import FGCLIP2ImageProcessor
 
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 5, "name": "红色杯子"}]
@@ -33,23 +35,28 @@ def write_coco(root: Path) -> Path:
     return path
 
 
-class PlantedGrounder:
-    """Picks, for each phrase, the box index the test planted (by image size order of calls)."""
+class PlantedGrounder(Grounder):
+    """A test double of the model: for each image (known by its phrases) the box indices the test planted,
+    through the evaluation's whole path (the bulk runner, the records, the reduction)."""
 
-    def __init__(self, picks):
-        self.picks = list(picks)
+    def __init__(self, picks: dict):
+        super().__init__(model=None, processor=FGCLIP2ImageProcessor(max_num_patches=64))
+        self.picks = picks
         self.calls = []
 
-    def ground(self, image, phrases, boxes=None):
-        self.calls.append((list(phrases), np.asarray(boxes)))
-        return SimpleNamespace(best_indices=np.array(self.picks.pop(0)))
+    def ground_batch(self, images, phrases, boxes=None, progress=False, **overrides):
+        out = []
+        for image_boxes in boxes:
+            self.calls.append((list(phrases), np.asarray(image_boxes)))
+            out.append(SimpleNamespace(best_indices=np.array(self.picks[tuple(phrases)])))
+        return out
 
 
 def test_accuracy_chance_and_what_is_not_scored(tmp_path):
     ann = write_coco(tmp_path)
     # Image 1 phrases (cat, dog): pick box 0 (cat: right) and box 0 (dog: wrong).
     # Image 2 phrases (cup, cat, dog): pick 0 (right), 2 (wrong: a dog), 2 (right).
-    grounder = PlantedGrounder([[0, 0], [0, 2, 2]])
+    grounder = PlantedGrounder({("cat", "dog"): [0, 0], ("红色杯子", "cat", "dog"): [0, 2, 2]})
     report = evaluate_grounding(grounder, ann, tmp_path / "images", progress=False)
     assert [c[0] for c in grounder.calls] == [["cat", "dog"], ["红色杯子", "cat", "dog"]]
     np.testing.assert_allclose(grounder.calls[0][1], [[2, 2, 22, 22], [30, 4, 50, 34], [5, 25, 15, 35]])

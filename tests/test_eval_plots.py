@@ -3,7 +3,6 @@ Chinese names and characters no font has never stop it, and the tools' --plot wr
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from PIL import Image
 from fgdense.errors import FGDenseError
 from fgdense.evaluation.boxclass_report import sparse_confusion
 from fgdense.evaluation.plots import confusion_of, most_confused, plot_png, shown_matrix, worst_scores
-from fgdense.evaluation.segmentation import FolderDataset, evaluate_segmentation, scores_from_confusion
-from test_eval_segmentation import colour_reader, load_tool, write_folder_dataset
+from fgdense.evaluation.segmentation import FolderDataset, scores_from_confusion
+from test_eval_segmentation import colour_reader, evaluate, load_tool, write_folder_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG_TOOL = ROOT / "tools" / "eval_segmentation.py"
@@ -83,14 +82,14 @@ def test_segmentation_matrix_from_the_evaluation(tmp_path):
     dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
     # Cat and dog swapped: 7 cat pixels called dog, 6 dog pixels called cat; background right.
     swap = np.array([0, 2, 1])
-    report = json.loads(json.dumps(evaluate_segmentation(lambda im: swap[colour_reader(im)], dataset, progress=False)))
+    report = json.loads(json.dumps(evaluate(lambda im: swap[colour_reader(im)], dataset)))
     confusion = confusion_of(report)
     assert confusion.kind == "segmentation" and confusion.names == ["background", "cat", "dog"]
     shown = shown_matrix(confusion)
     assert shown.order == [1, 2, 0]  # cat and dog tie on mass 13; cat has more pixels
     assert shown.rows.tolist() == [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
     # Nothing predicted: every pixel went to "no class", which the (other) column holds.
-    report = evaluate_segmentation(lambda im: np.full((im.height, im.width), 3), dataset, progress=False)
+    report = evaluate(lambda im: np.full((im.height, im.width), 3), dataset)
     shown = shown_matrix(confusion_of(report))
     assert shown.order == [0, 1, 2] and shown.rows[:, 3].tolist() == [1, 1, 1]
 
@@ -160,7 +159,7 @@ def test_segmentation_tool_writes_the_plot_beside_the_report(tmp_path, tiny_chec
     assert sum(sum(row.values()) for row in report["confusion"].values()) == report["scored_pixels"] == 21
     width, height = png_size((out / "plot.png").read_bytes())
     assert width >= 1000 and height >= 300
-    assert sorted(p.name for p in out.iterdir()) == ["plot.png", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["plot.png", "records", "report.json"]
 
 
 def run_seg_tool_here(capsys, *argv) -> tuple[int, list[str]]:
@@ -189,18 +188,14 @@ def test_segmentation_tool_never_plots_over_an_input(tmp_path, monkeypatch, caps
     assert code != 0 and len(err) == 1 and "font nope.otf does not exist" in err[0], err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
-def test_segmentation_tool_plot_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch, capsys):
+def test_segmentation_tool_plot_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch, capsys, read_only):
     write_folder_dataset(tmp_path)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    out.chmod(0o555)
-    try:
-        code, err = run_seg_tool_here(capsys, "--images", "images", "--masks", "labels", "--classes", "classes.txt",
-                                      "--out", "out", "--plot", "--model", "never-loaded")
-    finally:
-        out.chmod(0o755)
+    read_only(out)
+    code, err = run_seg_tool_here(capsys, "--images", "images", "--masks", "labels", "--classes", "classes.txt",
+                                  "--out", "out", "--plot", "--model", "never-loaded")
     assert code != 0 and len(err) == 1 and "cannot write" in err[0], err
     assert not any(out.iterdir())
 

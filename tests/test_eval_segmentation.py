@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fgdense.dense import rgb_of
 from fgdense.errors import DatasetError
 from fgdense.evaluation.segmentation import (
-    CocoDataset, FolderDataset, confusion_matrix, evaluate_segmentation,
-    scores_from_confusion, segmenter_predictor,
+    CocoDataset, FolderDataset, confusion_matrix, evaluate_segmentation, scores_from_confusion,
 )
+from fgdense.processing import FGCLIP2ImageProcessor
+from fgdense.segment import SegmentationResult, Segmenter
 from test_segment import BLUE, GREEN, RED, PlantedSegmenter, planted_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,29 @@ def colour_reader(image) -> np.ndarray:
     return np.argmin(np.abs(pixels[:, :, None, :].astype(int) - COLOURS[None, None].astype(int)).sum(-1), axis=-1)
 
 
+class MapSegmenter(Segmenter):
+    """A test double for the model: it predicts the class indices ``predict(image)`` (as label-map values:
+    a class that is not a label, and "no class", are its background), so the evaluation's whole path (the
+    bulk runner, the records, the reduction) runs on known predictions."""
+
+    def __init__(self, predict, class_names):
+        super().__init__(model=None, processor=FGCLIP2ImageProcessor(max_num_patches=64), threshold=None)
+        self.predict, self.class_names = predict, list(class_names)
+
+    def segment_batch(self, images, labels, **overrides):
+        out = []
+        for image in images:
+            to_label = np.array([labels.index(n) if n in labels else -1 for n in self.class_names] + [-1])
+            label_map = to_label[np.asarray(self.predict(rgb_of(image)))].astype(np.int32)
+            out.append(SegmentationResult(list(labels), np.zeros((len(labels), *label_map.shape), np.float32),
+                                          label_map, None, []))
+        return out
+
+
+def evaluate(predict, dataset, **kwargs):
+    return evaluate_segmentation(MapSegmenter(predict, dataset.class_names), dataset, progress=False, **kwargs)
+
+
 def test_confusion_matrix_counts_and_ignores():
     gt = np.array([[0, 1, 255], [1, 1, 0]])
     pred = np.array([[0, 0, 1], [1, 5, 0]])  # 5 is "no class"
@@ -62,7 +87,7 @@ def test_perfect_predictor_scores_one(tmp_path):
     root = write_folder_dataset(tmp_path)
     dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
     assert dataset.class_names == CLASSES and len(dataset) == 2
-    report = evaluate_segmentation(colour_reader, dataset, progress=False)
+    report = evaluate(colour_reader, dataset)
     assert report["miou"] == 1.0 and report["pixel_accuracy"] == 1.0 and report["mean_accuracy"] == 1.0
     assert report["scored_pixels"] == 21 and report["images"] == 2 and report["complete"]
     assert [row["gt_pixels"] for row in report["per_class"]] == [8, 7, 6]
@@ -73,7 +98,7 @@ def test_wrong_predictors_score_the_hand_computed_values(tmp_path):
     dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
 
     # Everything "cat": cat IoU = 7 / 21 (its 7 pixels over all 21 scored), the others 0.
-    report = evaluate_segmentation(lambda im: np.ones((im.height, im.width), int), dataset, progress=False)
+    report = evaluate(lambda im: np.ones((im.height, im.width), int), dataset)
     assert [row["iou"] for row in report["per_class"]] == pytest.approx([0.0, 7 / 21, 0.0])
     assert report["miou"] == pytest.approx(1 / 9)
     assert report["pixel_accuracy"] == pytest.approx(7 / 21)
@@ -83,12 +108,12 @@ def test_wrong_predictors_score_the_hand_computed_values(tmp_path):
 
     # Cat and dog swapped: background perfect, cat and dog IoU 0.
     swap = np.array([0, 2, 1])
-    report = evaluate_segmentation(lambda im: swap[colour_reader(im)], dataset, progress=False)
+    report = evaluate(lambda im: swap[colour_reader(im)], dataset)
     assert report["miou"] == pytest.approx(1 / 3)
     assert report["pixel_accuracy"] == pytest.approx(8 / 21)
 
     # Nothing predicted ("no class" everywhere): every class present in the ground truth scores 0.
-    report = evaluate_segmentation(lambda im: np.full((im.height, im.width), 3), dataset, progress=False)
+    report = evaluate(lambda im: np.full((im.height, im.width), 3), dataset)
     assert report["miou"] == 0.0 and report["pixel_accuracy"] == 0.0
     assert report["confusion"] == {"0": {"3": 8}, "1": {"3": 7}, "2": {"3": 6}}  # column 3: "no class"
 
@@ -156,7 +181,7 @@ def test_coco_dataset_ground_truth(tmp_path):
 
     # The perfect predictor on the image painted from this ground truth scores 1.
     Image.fromarray(COLOURS[np.where(gt == 255, 0, gt)]).save(tmp_path / "img" / "x.png")
-    report = evaluate_segmentation(colour_reader, dataset, progress=False)
+    report = evaluate(colour_reader, dataset)
     assert report["miou"] == 1.0 and report["scored_pixels"] == 10 * 12 - 4
 
 
@@ -174,9 +199,9 @@ def test_planted_segmenter_through_the_evaluation(tmp_path):
     Image.fromarray(gt.astype(np.uint8)).save(root / "labels" / "scene.png")
     dataset = FolderDataset(root / "images", root / "labels", ["background", "red", "blue"],
                             background_class="background")
-    segmenter = PlantedSegmenter({"red": RED, "blue": BLUE, "green": GREEN}, threshold=0.5)
-    predict = segmenter_predictor(segmenter, dataset.class_names, dataset.background_index)
-    report = evaluate_segmentation(predict, dataset, progress=False)
+    segmenter = PlantedSegmenter({"red": RED, "blue": BLUE, "green": GREEN}, threshold=0.5,
+                                 processor=FGCLIP2ImageProcessor(max_num_patches=64))
+    report = evaluate_segmentation(segmenter, dataset, progress=False)
     assert all(row["iou"] > 0.9 for row in report["per_class"]), report["per_class"]
     assert report["pixel_accuracy"] > 0.97
 
@@ -204,7 +229,7 @@ def test_tool_runs_on_both_layouts_with_the_tiny_checkpoint(tmp_path, tiny_check
     path, _ = _coco_file(tmp_path)
     (tmp_path / "img").mkdir()
     Image.new("RGB", (12, 10), (90, 120, 30)).save(tmp_path / "img" / "x.png")
-    code = load_tool().main(["--images", str(tmp_path / "img"), "--coco", str(path), "--model", str(tiny_checkpoint),
+    code = load_tool().main(["--images", str(tmp_path / "img"), "--ann", str(path), "--model", str(tiny_checkpoint),
                              "--threshold", "none", "--out", str(tmp_path / "coco_out"), "--quiet"])
     assert code == 0
     report = json.loads((tmp_path / "coco_out" / "report.json").read_text())
@@ -214,7 +239,7 @@ def test_tool_runs_on_both_layouts_with_the_tiny_checkpoint(tmp_path, tiny_check
 @pytest.mark.parametrize("argv, message", [
     (["--masks", "labels"], "--classes"),
     (["--masks", "labels", "--classes", "nope.txt"], "class list nope.txt does not exist"),
-    (["--coco", "nope.json"], "annotation file nope.json does not exist"),
+    (["--ann", "nope.json"], "annotation file nope.json does not exist"),
     (["--masks", "labels", "--classes", "classes.txt", "--threshold", "x"], "--threshold"),
     (["--masks", "labels", "--classes", "classes.txt", "--out", "classes.txt"], "--out classes.txt is a file"),
     (["--masks", "labels", "--classes", "classes.txt", "--max-patches", "99999"], "from 1 to 16384"),
@@ -238,7 +263,7 @@ def test_images_are_scored_as_stored_not_exif_rotated(tmp_path):
     (root / "images" / "a.png").unlink()
     stored.save(root / "images" / "a.png", exif=exif)
     dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
-    report = evaluate_segmentation(colour_reader, dataset, progress=False)
+    report = evaluate(colour_reader, dataset)
     assert report["miou"] == 1.0
 
 
@@ -273,6 +298,18 @@ def test_images_missing_unreadable_or_outside_the_folder_are_counted(tmp_path):
     (tmp_path / "img" / "broken.png").write_bytes(b"not a png")
     dataset = CocoDataset(path, tmp_path / "img")
     assert dataset.image_path(0) is None  # never opened
-    report = evaluate_segmentation(colour_reader, dataset, progress=False)
-    assert report["skipped"] == {"missing_image": 1, "unreadable_image": 1, "outside_images": 1}
+    report = evaluate(colour_reader, dataset)
+    assert report["skipped"] == {"missing_image": 1, "unreadable_image": 1, "outside_images": 1,
+                                 "bad_ground_truth": 0, "failed": 0}
     assert report["images_scored"] == 0
+
+
+def test_an_ignore_index_other_than_255_is_honoured(tmp_path):
+    """Label maps whose "not scored" value is 9: those pixels are left out, wherever the evaluation scores."""
+    root = write_folder_dataset(tmp_path)
+    for name, gt in GT.items():  # the label maps say "not scored" with 9 instead of 255
+        Image.fromarray(np.where(gt == 255, 9, gt).astype(np.uint8)).save(root / "labels" / f"{name}.png")
+    dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt", ignore_index=9)
+    report = evaluate(colour_reader, dataset)
+    assert report["ignore_index"] == 9 and report["scored_pixels"] == 21 and report["miou"] == 1.0
+    assert report["images_scored"] == 2 and not any(report["skipped"].values())

@@ -207,3 +207,25 @@ def test_segment_pictures_draw_every_label_in_the_chosen_font(drawn, picture):
     for label in labels:
         assert squeezed(label) in squeezed(drawn.joined())
     assert {font.path for _, _, font in drawn.texts} == {lettering.path}
+
+
+def test_the_font_fallback_takes_the_system_font_with_the_glyphs_not_the_first(monkeypatch, recwarn):
+    """Characters the bundled font lacks (Armenian, a chess piece): the system font drawing the most of
+    them wins, wherever it stands in the list; with none drawing all, the best one and one warning."""
+    import os
+
+    import matplotlib
+
+    from fgdense.io import fonts
+
+    folder = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "fonts", "ttf")
+    display, serif, sans = (os.path.join(folder, f"DejaVu{name}.ttf") for name in ("SansDisplay", "Serif", "Sans"))
+    text = ["Ա ♞"]
+    assert fonts.missing_characters(fonts.bundled_font(), text[0]) == "Ա♞"
+    assert fonts.missing_characters(display, text[0]) == "Ա♞" and fonts.missing_characters(serif, text[0]) == "♞"
+    monkeypatch.setattr(fonts, "_system_fonts", lambda: [display, serif, sans])
+    choice = fonts.choose_font(text)
+    assert choice.path == sans and choice.missing == "" and not recwarn.list
+    monkeypatch.setattr(fonts, "_system_fonts", lambda: [display, serif])
+    choice = fonts.choose_font(text)
+    assert choice.path == serif and choice.missing == "♞" and len(recwarn.list) == 1

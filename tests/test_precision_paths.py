@@ -83,13 +83,14 @@ def test_grounder_with_candidate_boxes_and_proposals(photo, tiny_checkpoint, pat
     same, _ = same_where_clear(result.best_indices, reference.best_indices, reference.scores, axis=1)
     assert same
     reference, result = fp32.ground(photo, phrases), other.ground(photo, phrases)  # proposals from the heatmaps
-    assert (result.grid_heatmaps - reference.grid_heatmaps).abs().max() <= COSINE_TOLERANCE
+    assert np.abs(result.grid_heatmaps - reference.grid_heatmaps).max() <= COSINE_TOLERANCE
     assert np.abs(result.heatmaps() - reference.heatmaps()).max() <= COSINE_TOLERANCE
     assert all(len(p) for p in result.proposals)
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_box_classification_evaluation(tmp_path, path):
+    from fgdense.classify import BoxClassifier
     from fgdense.evaluation import evaluate_box_classification
     from test_eval_boxclass import make_dataset, read_predictions
 
@@ -98,9 +99,9 @@ def test_box_classification_evaluation(tmp_path, path):
     outcomes = {}
     for name, model, how in (("fp32", FGCLIP2Model.from_pretrained(CHECKPOINT), "fp32"),
                              (path, FGCLIP2Model.from_pretrained(CHECKPOINT, dtype=dtype), precision)):
-        predictions = tmp_path / f"{name}.jsonl"
-        report = evaluate_box_classification(model, ann, images_dir, precision=how, predictions=predictions,
-                                             progress=False)
+        predictions = tmp_path / name / "predictions.jsonl"
+        report = evaluate_box_classification(BoxClassifier(model, precision=how), ann, images_dir,
+                                             out=tmp_path / name, progress=False)
         header, records = read_predictions(predictions)
         assert header["fgdense_boxclass_predictions"]["precision"] == how
         outcomes[name] = (report, {r["annotation_id"]: r for r in records if "top5" in r})

@@ -225,9 +225,11 @@ def test_planted_grounding_with_candidate_boxes(planted):
 def test_planted_grounding_proposals_find_the_region(planted):
     grids, images, boxes, truth, tokenizer = planted
     grounder = PlantedGrounder(grids, tokenizer)
-    result = grounder.ground(images[0], ["cat", "dog", "red mug"])
+    # Phrases in another order than the planted boxes (cat, dog, red mug), so a phrase/box index mix-up fails.
+    result = grounder.ground(images[0], ["red mug", "cat", "dog"])
     assert result.boxes is None and result.heatmaps().shape == (3, 120, 160)
-    for phrase_index, box in enumerate(boxes[0]):
+    assert all(isinstance(v, np.ndarray) for v in (result.grid_heatmaps, result.best_boxes, result.best_scores))
+    for phrase_index, box in enumerate([boxes[0][2], boxes[0][0], boxes[0][1]]):
         found = result.best_boxes[phrase_index]
         assert _iou(found, box) > 0.8, (found, box)
         assert result.best_scores[phrase_index] > 0.9

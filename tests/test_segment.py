@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fgdense.dense import DenseFeatures
+from fgdense.dense import DenseFeatures, rgb_of
 from fgdense.segment import BACKGROUND, Segmenter, guided_filter, mask_to_rle, mask_to_xyxy
 
 GREY, RED, BLUE, GREEN = (128, 128, 128), (220, 30, 30), (30, 40, 220), (40, 200, 40)
@@ -46,6 +46,7 @@ class PlantedSegmenter(Segmenter):
         self.calls["images"] += len(images)
         out = []
         for image in images:
+            image = rgb_of(image)  # a path, PIL image or ProcessedImage, as the real model takes
             pixels = np.asarray(image, np.int16)
             masks = [np.all(np.abs(pixels - np.array(c)) < 10, axis=-1) for c in self.colours.values()]
             masks.append(~np.any(masks, axis=0))  # everything else

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,12 +134,12 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, monkeypatch, caps
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
-def test_read_only_out_folder_is_refused(tmp_path, capsys):
+def test_read_only_out_folder_is_refused(tmp_path, capsys, read_only):
     image, _ = planted_scene()
     image.save(tmp_path / "ok.png")
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
+    locked.mkdir()
+    read_only(locked)
     code = load_tool().main([str(tmp_path / "ok.png"), "--labels", "cat", "--out", str(locked / "out")])
     assert code != 0 and "not writable" in capsys.readouterr().err
 

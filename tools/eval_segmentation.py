@@ -4,13 +4,16 @@
     python tools/eval_segmentation.py --images IMAGES --masks LABEL_PNGS --classes classes.txt [--model CKPT]
         [--background-class background] [--out segeval_out] [--plot]
     # COCO-format mask annotations
-    python tools/eval_segmentation.py --images IMAGES --coco instances.json [--background-class background]
+    python tools/eval_segmentation.py --images IMAGES --ann instances.json [--background-class background]
+    torchrun --nproc_per_node K tools/eval_segmentation.py ...      # shards images over K processes
 
 Class names are the segmenter's labels (``box`` walk; 'cat|猫' synonyms work in the class list). The
 --background-class (a name in the class list; for COCO a new class 0 owning unannotated pixels) is
-not a label: pixels the segmenter leaves as background are predicted as it. Prints a table and writes
---out/report.json (default ./segeval_out); --plot also writes plot.png beside it: the pixel confusion
-matrix of the most confused classes (rows normalised) and per-class IoU, worst first.
+not a label: pixels the segmenter leaves as background are predicted as it. The Segmenter runs on the
+bulk runner. Prints a table and writes into --out (default ./segeval_out) report.json and records/ (each
+image's pixel counts: the same command again skips the images recorded; --overwrite redoes them);
+--plot also writes plot.png beside it: the pixel confusion matrix of the most confused classes (rows
+normalised) and per-class IoU, worst first.
 """
 
 import sys
@@ -22,13 +25,13 @@ from fgdense import cli  # noqa: E402
 
 
 def parse_args(argv):
-    parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json and plot.png (created; "
-                        "default ./segeval_out)", out_default="segeval_out", precision="fp32", max_patches="auto",
+    parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json, records/ and plot.png "
+                        "(created; default ./segeval_out)", out_default="segeval_out", precision="fp32", max_patches="auto",
                         font=True)
     parser.add_argument("--images", required=True, help="folder of the images")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--masks", help="folder of label PNGs (pixel = class index, same file stems as the images)")
-    source.add_argument("--coco", help="COCO-format annotation JSON with segmentation masks")
+    source.add_argument("--ann", help="COCO-format annotation JSON with segmentation masks")
     parser.add_argument("--classes", help="class list for --masks: a text file, one name per line, in index order")
     parser.add_argument("--background-class", help="the class that the segmenter's background pixels count as")
     parser.add_argument("--ignore-index", type=int, default=255, help="label value not scored (default 255)")
@@ -38,7 +41,8 @@ def parse_args(argv):
     parser.add_argument("--background", nargs="*", default=[], metavar="LABEL", help="extra labels counted as background")
     parser.add_argument("--templates", action="store_true", help="average each label over prompt templates")
     parser.add_argument("--refine", action="store_true", help="snap boundaries to image edges (guided filter)")
-    parser.add_argument("--max-images", type=int, help="stop after this many images (the report says incomplete)")
+    cli.run_flags(parser)
+    parser.add_argument("--max-images", type=int, help="only the first N images (the report says incomplete)")
     parser.add_argument("--plot", action="store_true", help="also write plot.png: the most confused classes' "
                         "confusion matrix and per-class IoU")
     return parser.parse_args(argv)
@@ -55,50 +59,59 @@ def load_dataset(args):
                              reduce_zero_label=args.reduce_zero_label)
     if args.classes:
         raise DatasetError("--classes is for --masks; COCO files name their categories")
-    return CocoDataset(args.coco, args.images, args.ignore_index, args.background_class)
+    return CocoDataset(args.ann, args.images, args.ignore_index, args.background_class)
 
 
-def work(argv) -> int:
-    args = parse_args(argv)
+def check_args(args):
+    """User mistakes, found before any model loading or writing: the segmenter's settings and the outputs."""
     from fgdense.errors import FGDenseError
-    from fgdense.evaluation.segmentation import evaluate_segmentation, format_report, segmenter_predictor
-    from fgdense.io.files import check_output_folder, check_outputs, write_all, write_json
+    from fgdense.io.files import check_output_folder, check_outputs
     from fgdense.io.fonts import choose_font
     from fgdense.segment import Segmenter
 
     if args.max_images is not None and args.max_images < 0:
         raise FGDenseError("--max-images must be >= 0")
-    settings = Segmenter.Settings(max_num_patches=cli.max_patches_setting(args.max_patches), threshold=cli.threshold_setting(args.threshold),
-                                  background_labels=args.background, templates=args.templates, refine=args.refine,
-                                  precision=args.precision, text_mask=args.text_mask)
+    args.workers = cli.workers_setting(args.workers)
+    settings = Segmenter.Settings(max_num_patches=cli.max_patches_setting(args.max_patches),
+                                  threshold=cli.threshold_setting(args.threshold), background_labels=args.background,
+                                  templates=args.templates, refine=args.refine, precision=args.precision,
+                                  text_mask=args.text_mask, batch_size=cli.check_batch_size(args.batch_size))
     if args.font:
         choose_font([], args.font, warn=False)  # a font that does not exist or is not a font: one line now
     out = check_output_folder(args.out)
     report_path = out / "report.json"
     plot_path = out / "plot.png" if args.plot else None
     check_outputs({"report": report_path, "plot": plot_path},
-                  {"annotation file": args.coco, "class list": args.classes, "font": args.font}, folders=False)
+                  {"annotation file": args.ann, "class list": args.classes, "font": args.font}, folders=False)
+    return settings, out, report_path, plot_path
+
+
+def work(argv) -> int:
+    args = parse_args(argv)
+    settings, out, report_path, plot_path = check_args(args)
     dataset = load_dataset(args)
     device = cli.device_of(args.device)
 
     import dataclasses
 
-    segmenter = Segmenter.from_pretrained(args.model, device=device, **dataclasses.asdict(settings))
-    predict = segmenter_predictor(segmenter, dataset.class_names, dataset.background_index)
-    cli.status.start(len(dataset), "image", "nothing is written before the end")
-    report = evaluate_segmentation(predict, dataset, progress=not args.quiet, max_images=args.max_images)
-    report.update(model=args.model, threshold=segmenter.resolve_threshold(settings.threshold),
-                  max_patches=args.max_patches, text_mask=args.text_mask)
-    with cli.output_folder(out):
-        write_json(report_path, report)
-    print(format_report(report))
-    print(f"report written to {report_path}")
-    if plot_path is not None:
-        # After the report is safe: a picture that fails to draw must not cost the evaluation.
-        from fgdense.evaluation.plots import write_plot
+    from fgdense.bulk.distributed import join, leave
+    from fgdense.evaluation.report import write_report
+    from fgdense.evaluation.segmentation import evaluate_segmentation, format_report
+    from fgdense.segment import Segmenter
 
-        write_all([(plot_path, write_plot(report, font=args.font))])
-        print(f"plot written to {plot_path}")
+    device, ranks = join(device)
+    try:
+        segmenter = Segmenter.from_pretrained(args.model, device=device, **dataclasses.asdict(settings))
+        with cli.output_folder(out):  # every rank: whichever comes first makes it
+            report = evaluate_segmentation(segmenter, dataset, out=out, workers=args.workers,
+                                           max_images=args.max_images, overwrite=args.overwrite,
+                                           progress=not args.quiet, status=cli.status)
+    finally:
+        leave()
+    if ranks.main:
+        report.update(model=args.model, threshold=segmenter.resolve_threshold(settings.threshold),
+                      max_patches=args.max_patches, text_mask=args.text_mask)
+        write_report(report, report_path, plot_path, format_report(report), args.font)
     return 0
 
 

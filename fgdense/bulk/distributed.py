@@ -1,5 +1,9 @@
 """The processes of a ``torchrun`` launch: which one this is, its device, and the few collective steps a run needs.
 
+The one module that joins or asks ``torch.distributed`` (bulk runs, evaluations and stage-2 training all
+come here); only the SigLIP loss's gradient-carrying gather, part of the training objective's maths,
+calls it on its own.
+
 ``torchrun`` (one node or several: ``--nnodes``, ``--rdzv-endpoint``) starts the processes and sets
 ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; this module only joins them: gloo on CPUs, nccl on GPUs with
 one GPU per process (``cuda:LOCAL_RANK``). Without ``torchrun`` a run is one process and nothing here
@@ -56,28 +60,44 @@ def join(device: torch.device) -> tuple[torch.device, Ranks]:
     return device, Ranks(torch.distributed.get_rank(), torch.distributed.get_world_size(), local)
 
 
+def join_cpu() -> None:
+    """Join the process group with gloo, for a CPU-only training run under ``torchrun`` (mmengine would
+    ask CUDA for a device); nothing if a group is joined already."""
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="gloo")
+
+
+def current() -> Ranks:
+    """This process's place in a process group already joined (by :func:`join`, mmengine, a user), else one process."""
+    if not active():
+        return Ranks()
+    return Ranks(torch.distributed.get_rank(), torch.distributed.get_world_size(),
+                 int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def leave() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 
-def _active() -> bool:
+def active() -> bool:
+    """Whether this process is one of several in a joined process group."""
     return torch.distributed.is_available() and torch.distributed.is_initialized() \
         and torch.distributed.get_world_size() > 1
 
 
 def barrier() -> None:
-    if _active():
+    if active():
         torch.distributed.barrier()
 
 
 def gather(value) -> list:
     """``value`` of every process, in rank order (every process gets the list)."""
-    if not _active():
+    if not active():
         return [value]
     values = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(values, value)
     return values
 
 
-__all__ = ["Ranks", "barrier", "gather", "join", "launched_world", "leave"]
+__all__ = ["Ranks", "active", "barrier", "current", "gather", "join", "join_cpu", "launched_world", "leave"]

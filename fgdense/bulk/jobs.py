@@ -77,6 +77,7 @@ class Prepared:
     reason: str = ""
     detail: str = ""
     seconds: float = 0.0
+    extra: object = None  # what a job's own preparer hands its compute step (an evaluation's box checks)
 
 
 @dataclass
@@ -181,11 +182,16 @@ class Job:
         """(height, width) of the image and its COCO annotations (without ids), from its JSON output."""
         raise NotImplementedError
 
+    def note_bad(self, item: Item, reason: str, detail: str) -> None:
+        """Told of every image the run could not use (evaluations count them per image); nothing by default."""
+
 
 def _arithmetic(task) -> str:
     """The arithmetic the task's model runs in: ``auto`` resolves as :func:`fgdense.devices.auto_precision`
     does, so a rerun that spells the same computation differently still finds its outputs."""
     precision, model = task.settings.precision, task.model
+    if model is None:  # a test double that computes without a model
+        return "none"
     if precision == "auto":
         precision = auto_precision(model.device, model.dtype)
     if precision in ("bf16", "fp16"):

@@ -115,6 +115,83 @@ def share_size(total: int | None, ranks: Ranks) -> int | None:
     return None if total is None else len(range(ranks.rank, total, ranks.world))
 
 
+class _Share:
+    """This process's share in flight: the model's groups, the writer's queue, the counts and the bar."""
+
+    def __init__(self, job: Job, share: ShareCounts, bar, status):
+        self.job, self.share, self.bar, self.status = job, share, bar, status
+        self.writer = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="fgdense-writer")
+        self.queue: deque = deque()
+
+    def bad(self, item, reason: str, detail: str) -> None:
+        self.share.add_bad(item, reason, detail)
+        self.job.note_bad(item, reason, detail)
+
+    def finished(self, count: int = 1) -> None:
+        if self.status is not None:
+            self.status.done += count
+        self.bar.update(count)
+
+    def _timed_write(self, prepared, result) -> None:
+        start = time.perf_counter()
+        self.job.write(prepared, result)
+        self.share.seconds["write"] += time.perf_counter() - start
+
+    def collect(self, block: bool) -> None:
+        while self.queue and (block or len(self.queue) > WRITE_QUEUE or self.queue[0][1].done()):
+            prepared, future = self.queue.popleft()
+            try:
+                future.result()
+            except OutputError:
+                raise  # the output folder cannot be written (a full disk): no later image could be either
+            except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file
+                self.bad(prepared.item, "write_failed", f"{type(err).__name__}: {err}")
+            else:
+                self.share.written += 1
+            self.finished()
+
+    def compute(self, group: list[Prepared]) -> None:
+        start = time.perf_counter()
+        try:
+            results = self.job.compute(group)
+        except Exception as err:  # noqa: BLE001  one image the model fails on must not stop a run
+            if len(group) > 1:  # find it: each image of the group alone
+                self.share.seconds["model"] += time.perf_counter() - start
+                for prepared in group:
+                    self.compute([prepared])
+                return
+            self.bad(group[0].item, "model_failed", f"{type(err).__name__}: {err}")
+            self.finished()
+            return
+        self.share.seconds["model"] += time.perf_counter() - start
+        for prepared, result in zip(group, results):
+            self.queue.append((prepared, self.writer.submit(self._timed_write, prepared, result)))
+            self.collect(block=False)
+
+    def take(self, prepared: Prepared, batcher: Batcher) -> None:
+        """One image back from the workers: skipped, bad, or on to the model with its group."""
+        if prepared.state == "skipped":
+            self.share.skipped += 1
+            self.finished()
+        elif prepared.state == "bad":
+            self.bad(prepared.item, prepared.reason, prepared.detail)
+            self.finished()
+        else:
+            for group in batcher.add(prepared):
+                self.compute(group)
+
+    def stop(self) -> None:
+        """On a stop, the write under way finishes (it is all-or-nothing anyway); queued ones are dropped,
+        and those that finished are counted, so the line an interruption prints is exact."""
+        self.writer.shutdown(wait=True, cancel_futures=True)
+        for _, future in self.queue:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.share.written += 1
+                self.finished()
+        self.queue.clear()
+        self.bar.close()
+
+
 def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(), status=None) -> dict:
     """Run ``job`` on this process's share of ``sources``; every process returns the run's merged summary.
 
@@ -135,53 +212,10 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
         _Prepare(preparer), sampler=_Items(mine), batch_size=None, collate_fn=_as_is, num_workers=options.workers,
         prefetch_factor=2 if options.workers else None, worker_init_fn=quiet_worker)
     batcher = Batcher(options.batch_size, options.max_batch_tokens)
-    writer = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="fgdense-writer")
-    queue: deque = deque()
     desc = job.kind + (f" ({ranks.describe()})" if ranks.world > 1 else "")
     bar = tqdm(total=share_size(options.total, ranks), desc=desc, unit="img",
                disable=not (options.progress and ranks.main))
-
-    def finished(count: int = 1) -> None:
-        if status is not None:
-            status.done += count
-        bar.update(count)
-
-    def timed_write(prepared, result):
-        start = time.perf_counter()
-        job.write(prepared, result)
-        share.seconds["write"] += time.perf_counter() - start
-
-    def collect(block: bool) -> None:
-        while queue and (block or len(queue) > WRITE_QUEUE or queue[0][1].done()):
-            prepared, future = queue.popleft()
-            try:
-                future.result()
-            except OutputError:
-                raise  # the output folder cannot be written (a full disk): no later image could be either
-            except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file
-                share.add_bad(prepared.item, "write_failed", f"{type(err).__name__}: {err}")
-            else:
-                share.written += 1
-            finished()
-
-    def compute(group: list[Prepared]) -> None:
-        start = time.perf_counter()
-        try:
-            results = job.compute(group)
-        except Exception as err:  # noqa: BLE001  one image the model fails on must not stop a run
-            if len(group) > 1:  # find it: each image of the group alone
-                share.seconds["model"] += time.perf_counter() - start
-                for prepared in group:
-                    compute([prepared])
-                return
-            share.add_bad(group[0].item, "model_failed", f"{type(err).__name__}: {err}")
-            finished()
-            return
-        share.seconds["model"] += time.perf_counter() - start
-        for prepared, result in zip(group, results):
-            queue.append((prepared, writer.submit(timed_write, prepared, result)))
-            collect(block=False)
-
+    flight = _Share(job, share, bar, status)
     try:
         waiting_since = time.perf_counter()
         for prepared in loader:
@@ -189,41 +223,30 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
             # Without workers the decoding happened inside that wait: count it once, as decoding.
             share.seconds["waiting"] += waited if options.workers else max(0.0, waited - prepared.seconds)
             share.seconds["decode"] += prepared.seconds
-            if prepared.state == "skipped":
-                share.skipped += 1
-                finished()
-            elif prepared.state == "bad":
-                share.add_bad(prepared.item, prepared.reason, prepared.detail)
-                finished()
-            else:
-                for group in batcher.add(prepared):
-                    compute(group)
+            flight.take(prepared, batcher)
             waiting_since = time.perf_counter()
         for group in batcher.drain():
-            compute(group)
-        collect(block=True)
+            flight.compute(group)
+        flight.collect(block=True)
     finally:
-        # On a stop, the write under way finishes (it is all-or-nothing anyway); queued ones are dropped,
-        # and those that finished are counted, so the line an interruption prints is exact.
-        writer.shutdown(wait=True, cancel_futures=True)
-        for prepared, future in queue:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                share.written += 1
-                finished()
-        queue.clear()
-        bar.close()
+        flight.stop()
     share.seconds["wall"] = time.perf_counter() - started
+    return _finish(job, preparer, options, ranks, share, mine)
 
+
+def _finish(job: Job, preparer: Preparer, options: RunOptions, ranks: Ranks, share: ShareCounts, mine) -> dict:
+    """The end every process meets at: COCO parts, the counts merged; the main process writes the files."""
     if options.coco is not None:
         coco_file.write_part(coco_file.part_path(Path(options.coco), ranks.rank), _coco_rows(job, preparer, mine()))
     shares = gather(share)  # every process waits here for the others (and for their COCO parts)
     summary = merge(shares)
     if ranks.main:
-        write_bad_list(out, shares)
+        write_bad_list(Path(options.out), shares)
         if options.coco is not None:
             coco = Path(options.coco)
             parts = [coco_file.part_path(coco, rank) for rank in range(ranks.world)]
-            info = {"description": f"fgdense {job.kind} results", "model": job.model_name, "output_folder": str(out)}
+            info = {"description": f"fgdense {job.kind} results", "model": job.model_name,
+                    "output_folder": str(options.out)}
             summary["coco"] = {"file": str(coco), **coco_file.merge_parts(coco, parts, job.categories(), info)}
         if options.summary is not None:
             write_json(options.summary, summary)

@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 
 from ..classify import BoxClassifier
 from ..cli import one_line
-from ..companions import processor_for
+from ..companions import processor_for, tokenizer_for
 from ..config import ARCHITECTURES, MAX_PATCHES
 from ..dense import resolve_budget
 from ..errors import BoxError, FGDenseError, ImageLoadError, LabelError
@@ -227,8 +227,7 @@ class DemoEngine:
         self.model = model
         # Resolved once: the three tasks must hold the same processor, which the cache key includes.
         processor = processor_for(model, processor)
-        if tokenizer is None and getattr(model, "checkpoint_folder", None) is not None:
-            tokenizer = load_tokenizer(model.checkpoint_folder)
+        tokenizer = tokenizer_for(model, tokenizer)
         self.cache = FeatureCache(cache_capacity)
         common = dict(feature_cache=self.cache, max_num_patches=max_num_patches, precision=precision,
                       text_mask=text_mask)

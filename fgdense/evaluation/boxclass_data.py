@@ -7,13 +7,13 @@ image is (missing, unreadable, outside the images folder, degenerate box).
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..io.coco import checked_categories, image_file, read_coco
 
 SKIP_REASONS = (
     "missing_image",  # the image file is not under the images folder
@@ -22,6 +22,7 @@ SKIP_REASONS = (
     "degenerate_box",  # zero area, inverted, non-finite, malformed, or entirely outside the image
     "unknown_image_id",  # the annotation's image_id is not in `images`
     "unknown_category",  # the annotation's category_id is not in `categories`
+    "failed",  # the model or the record's write failed on the image (the run's bad_files.jsonl says how)
 )
 
 
@@ -51,10 +52,6 @@ class BoxClassDataset:
     source: str = ""
     is_lvis: bool = False  # LVIS's own fields are present (category synonyms / frequency, negative categories)
 
-    @property
-    def category_index(self) -> dict:
-        return {cid: i for i, (cid, _) in enumerate(self.categories)}
-
 
 def _xywh_to_xyxy(bbox) -> tuple[float, float, float, float]:
     """COCO xywh -> xyxy; a malformed box becomes NaN so that box validation reports it as degenerate."""
@@ -63,14 +60,6 @@ def _xywh_to_xyxy(bbox) -> tuple[float, float, float, float]:
     except (TypeError, ValueError):
         return (float("nan"),) * 4
     return x, y, x + w, y + h
-
-
-def _image_file(entry: dict) -> str:
-    """``file_name`` (COCO, BoxClass-CN) or the last path component of ``coco_url`` (LVIS)."""
-    name = entry.get("file_name") or ""
-    if not name and entry.get("coco_url"):
-        name = str(entry["coco_url"]).rstrip("/").rsplit("/", 1)[-1]
-    return str(name)
 
 
 def _looks_like_lvis(data: dict) -> bool:
@@ -91,32 +80,15 @@ def image_path(images_dir: Path, file_name: str) -> Path | None:
 def load_boxclass_dataset(path) -> BoxClassDataset:
     """Read a COCO-format annotation file (COCO instances, LVIS, BoxClass-CN)."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"annotation file {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"annotation file {path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
-        raise DatasetError(f"annotation file {path} lacks COCO-format 'images', 'annotations' and 'categories' lists")
-
-    categories, seen = [], set()
-    for index, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str) or not cat["name"].strip():
-            raise DatasetError(f"{path}: category {index} needs an 'id' and a non-empty 'name'")
-        if cat["id"] in seen:
-            raise DatasetError(f"{path}: category id {cat['id']!r} appears twice")
-        seen.add(cat["id"])
-        categories.append((cat["id"], cat["name"]))
-    if not categories:
-        raise DatasetError(f"{path} has no categories")
+    data = read_coco(path)
+    categories = [(cat["id"], cat["name"]) for cat in checked_categories(data, path)]
+    seen = {cid for cid, _ in categories}
 
     images: dict = {}
     for index, entry in enumerate(data["images"]):
         if not isinstance(entry, dict) or "id" not in entry:
             raise DatasetError(f"{path}: image entry {index} has no 'id'")
-        name = _image_file(entry)
+        name = image_file(entry)
         if not name:
             raise DatasetError(f"{path}: image {entry['id']!r} has neither 'file_name' nor 'coco_url'")
         images[entry["id"]] = BoxImage(-1, entry["id"], name)

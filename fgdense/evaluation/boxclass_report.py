@@ -22,7 +22,7 @@ class Tally:
     def __init__(self, categories):
         self.index = {cid: i for i, (cid, _) in enumerate(categories)}
         self.per_category = torch.zeros(len(categories), 3, dtype=torch.int64)
-        # Dense, so ranks can sum it in one all-reduce; LVIS's 1203 categories make 11 MB, once per run.
+        # Dense: LVIS's 1203 categories make 11 MB, once per run.
         self.confusion = torch.zeros(len(categories), len(categories), dtype=torch.int64)
         self.skips = torch.zeros(len(SKIP_REASONS), dtype=torch.int64)
         self.images = torch.zeros(1, dtype=torch.int64)
@@ -42,21 +42,6 @@ class Tally:
         self.images += 1
         for record in records:
             self.add(record)
-
-    def running(self) -> dict:
-        scored, top1, top5 = self.per_category.sum(0).tolist()
-        return {"top1": f"{100 * top1 / max(scored, 1):.1f}%", "top5": f"{100 * top5 / max(scored, 1):.1f}%"}
-
-    def all_reduce(self, device) -> None:
-        """Sum the counts of every rank (no-op without torch.distributed)."""
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return
-        parts = [self.per_category, self.confusion, self.skips, self.images]
-        flat = torch.cat([part.flatten() for part in parts]).to(device)
-        torch.distributed.all_reduce(flat)
-        pieces = flat.cpu().split([part.numel() for part in parts])
-        self.per_category, self.confusion, self.skips, self.images = (
-            piece.reshape(part.shape).clone() for piece, part in zip(pieces, parts))
 
 
 def fraction(part: int, whole: int) -> float | None:

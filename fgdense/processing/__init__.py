@@ -1,9 +1,9 @@
 """NaFlex images and text to model inputs (a sibling of fgdense.model; both share fgdense.config)."""
 
 from .image import FGCLIP2ImageProcessor, decode_as_stored, dynamic_budget, load_image, to_rgb
-from .text import (MAX_LENGTH, TEXT_MASKS, check_printable, check_text_mask, check_texts, load_tokenizer, token_count,
+from .text import (TEXT_MASKS, check_printable, check_text_mask, check_texts, load_tokenizer, token_count,
                    tokenize)
 
-__all__ = ["FGCLIP2ImageProcessor", "decode_as_stored", "dynamic_budget", "load_image", "to_rgb", "MAX_LENGTH",
+__all__ = ["FGCLIP2ImageProcessor", "decode_as_stored", "dynamic_budget", "load_image", "to_rgb",
            "TEXT_MASKS", "check_printable", "check_text_mask", "check_texts", "load_tokenizer", "token_count",
            "tokenize"]

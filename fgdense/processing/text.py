@@ -22,7 +22,6 @@ from ..config import TEXT_LENGTH, check_walk_type
 from ..errors import CheckpointError, LabelError
 
 TEXT_MASKS = ("tokenizer", "none")
-MAX_LENGTH = TEXT_LENGTH  # the name earlier versions used
 
 
 def load_tokenizer(name_or_path):

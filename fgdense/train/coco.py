@@ -42,7 +42,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..errors import FGDenseError, ImageLoadError
+from ..errors import CocoFormatError, ImageLoadError
+from ..io.coco import checked_categories, image_file, read_coco, read_json
 from ..processing.image import decode_as_stored
 from .data import Record
 
@@ -51,10 +52,6 @@ LANGUAGES = ("en", "zh")
 # Why annotations (the first six) and images (the last two) were not trained on.
 SKIP_REASONS = ("crowd", "tiny", "degenerate", "unknown_category", "unknown_image", "malformed",
                 "missing_image", "no_usable_box")
-
-
-class CocoFormatError(FGDenseError, ValueError):
-    """A COCO-format file, names file or setting that cannot be trained on; the message names it."""
 
 
 @dataclass
@@ -97,48 +94,20 @@ def _clean(name: str) -> str:
     return " ".join(str(name).replace("_", " ").split())
 
 
-def _read_json(path: Path, what: str):
-    """A JSON file's content, or one line naming ``what`` (the file's role) and why it cannot be read."""
-    if not path.is_file():
-        raise CocoFormatError(f"{what} {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CocoFormatError(f"{what} {path} is not readable JSON: {err}") from None
-
-
-def read_coco(path) -> dict:
-    """The parsed file, or one line saying why it is not a COCO-format instances file."""
-    path = Path(path)
-    data = _read_json(path, "annotation file")
-    if not isinstance(data, dict):
-        raise CocoFormatError(f"annotation file {path} is not a COCO-format object (images, annotations, categories)")
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
-    if missing:
-        raise CocoFormatError(f"annotation file {path} lacks the COCO-format list(s) {', '.join(map(repr, missing))}")
-    return data
-
-
 def read_categories(data: dict, path) -> dict:
     """Category id -> :class:`CategoryNames` from the file's ``categories`` (LVIS synonyms included)."""
     categories = {}
-    for index, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str) or not cat["name"].strip():
-            raise CocoFormatError(f"{path}: category {index} needs an 'id' and a non-empty 'name'")
-        if cat["id"] in categories:
-            raise CocoFormatError(f"{path}: category id {cat['id']!r} appears twice")
+    for cat in checked_categories(data, path):
         name = _clean(cat["name"])
         synonyms = [s for s in _words(cat.get("synonyms"), f"{path}: category {cat['id']!r} 'synonyms'") if s != name]
         categories[cat["id"]] = CategoryNames(cat["id"], name, synonyms)
-    if not categories:
-        raise CocoFormatError(f"{path} has no categories")
     return categories
 
 
 def apply_names_file(categories: dict, names_file) -> int:
     """Update ``categories`` from a names file; returns how many of its entries name unknown ids."""
     path = Path(names_file)
-    data = _read_json(path, "names file")
+    data = read_json(path, "names file")
     entries = data.get("categories") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise CocoFormatError(f"names file {path} must be a JSON list of categories (or {{'categories': [...]}})")
@@ -216,13 +185,6 @@ def _encode(mask: np.ndarray) -> dict:
     from pycocotools import mask as mask_utils
 
     return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-
-
-def _image_file(entry: dict) -> str:
-    name = entry.get("file_name") or ""
-    if not name and entry.get("coco_url"):
-        name = str(entry["coco_url"]).rstrip("/").rsplit("/", 1)[-1]
-    return str(name)
 
 
 class CocoRegionDataset(Dataset):
@@ -325,7 +287,7 @@ class CocoRegionDataset(Dataset):
         for index, entry in enumerate(data["images"]):
             if not isinstance(entry, dict) or "id" not in entry:
                 raise CocoFormatError(f"{self.ann_file}: image entry {index} has no 'id'")
-            if not _image_file(entry):
+            if not image_file(entry):
                 raise CocoFormatError(f"{self.ann_file}: image {entry['id']!r} has neither 'file_name' nor 'coco_url'")
             entries[entry["id"]] = entry
         per_image: dict = {}
@@ -344,7 +306,7 @@ class CocoRegionDataset(Dataset):
         for image_id, anns in tqdm(per_image.items(), desc=f"checking {self.ann_file.name}", disable=not progress,
                                    unit="image", leave=False):
             entry = entries[image_id]
-            path = self.image_root / _image_file(entry)
+            path = self.image_root / image_file(entry)
             if not path.is_file():
                 self.counts["missing_image"] += 1
                 continue

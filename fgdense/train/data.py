@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..errors import FGDenseError, ImageLoadError
+from ..errors import FineHARDError, ImageLoadError
 from ..processing.image import load_image
 from ..processing.text import check_text_mask, tokenize
 
@@ -40,10 +40,6 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 TOKEN_CACHE_SIZE = 50000
 # Normalised coordinates may overshoot [0, 1] by rounding; more than this is an annotation error.
 _BOX_SLACK = 1e-3
-
-
-class FineHARDError(FGDenseError, ValueError):
-    """A FineHARD annotation that cannot be trained on; the message names the file and record."""
 
 
 @dataclass

@@ -21,9 +21,9 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from torch import distributed as dist
 from torch import nn
 
+from ..bulk.distributed import active
 from ..model.boxes import roi_embeddings
 from ..model.modeling import FGCLIP2Model, grid_of
 from .losses import hard_negative_loss, region_contrastive_loss, siglip_loss, sync_threshold, text_intra_modal_loss
@@ -256,8 +256,7 @@ class FGCLIP2Stage2(BaseModel):
         """A batch whose images were all unreadable: zero loss, but the collectives still run."""
         zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
         out = {"loss_empty": zero}
-        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if distributed:
+        if active():
             dim = self.model.config.text_config.hidden_size
             # requires_grad: the gather's backward holds a collective the other ranks join; without
             # a graph here this rank would skip it and the ranks' collectives would fall out of step.

@@ -18,6 +18,8 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS
 from mmengine.runner import Runner
 
+from ..bulk.distributed import join_cpu
+
 # Top-level settings that fill the (top-level) dataset's fields of the same name, and the default
 # under data_root of each (FineHARD layout).
 DATASET_SETTINGS = {"ann_file": "annotations", "image_root": "images_en", "image_root_cn": "images_cn",
@@ -128,8 +130,8 @@ def build_train_dataset(cfg: Config):
 
 def init_distributed_cpu(launcher: str) -> None:
     """Start a gloo process group for a CPU-only ``torchrun`` run (mmengine would ask CUDA for a device)."""
-    if launcher == "pytorch" and not torch.cuda.is_available() and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="gloo")
+    if launcher == "pytorch" and not torch.cuda.is_available():
+        join_cpu()
 
 
 # The Runner's constructor arguments that come from the config, as Runner.from_cfg passes them.

@@ -1,0 +1,23 @@
+"""The end every evaluation tool shares: the report written, its table printed, its picture drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..io.files import write_all, write_json
+
+
+def write_report(report: dict, report_path: Path, plot_path: Path | None, table: str, font=None) -> None:
+    """Write ``report`` (all-or-nothing), print ``table``, then draw ``plot_path`` if asked: after the
+    report is safe, so a picture that fails to draw cannot cost the evaluation."""
+    write_json(report_path, report)
+    print(table)
+    print(f"report written to {report_path}")
+    if plot_path is not None:
+        from .plots import write_plot
+
+        write_all([(plot_path, write_plot(report, font=font))])
+        print(f"plot written to {plot_path}")
+
+
+__all__ = ["write_report"]

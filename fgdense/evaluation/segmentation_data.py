@@ -1,0 +1,172 @@
+"""Segmentation datasets: label-map folders (VOC / ADE20K style) and COCO-format masks, as class-index maps.
+
+* folders: an image folder, a folder of single-channel label PNGs with the same file stems (pixel value =
+  index into the class list, ``ignore_index`` 255 = not scored) and a class list (a text file, one name per
+  line, in index order);
+* COCO-format mask annotations (polygons or RLE) read with pycocotools: classes are the categories in id
+  order; crowd regions are not scored; unannotated pixels are not scored either, unless a background class
+  name is given, which becomes class 0 and owns them.
+
+Each dataset says, per image, what its ground truth is (:meth:`truth_key`): part of an evaluation record's
+run hash, so an edited label map or annotation file is evaluated again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DatasetError
+from ..io.coco import checked_categories, read_coco
+from ..io.inputs import is_image_name
+from .boxclass_data import image_path
+
+IGNORE_INDEX = 255
+
+
+def _stamp(path: Path) -> str:
+    """A file's identity for "has it changed": path, size and modification time."""
+    stat = path.stat()
+    return f"{path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+
+
+def read_class_list(path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"class list {path} does not exist")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise DatasetError(f"class list {path} is empty")
+    return names
+
+
+class FolderDataset:
+    """Image folder + label-PNG folder (same stems) + class list, VOC / ADE20K style."""
+
+    def __init__(self, images_dir, labels_dir, class_names: Sequence[str] | str | Path,
+                 ignore_index: int = IGNORE_INDEX, background_class: str | None = None,
+                 reduce_zero_label: bool = False):
+        # reduce_zero_label: ADE20K's convention, label 0 = "other" (not scored), 1..150 = classes 0..149.
+        self.reduce_zero_label = reduce_zero_label
+        self.images_dir, self.labels_dir = Path(images_dir), Path(labels_dir)
+        for what, folder in (("images", self.images_dir), ("labels", self.labels_dir)):
+            if not folder.is_dir():
+                raise DatasetError(f"{what} folder {folder} does not exist")
+        self.class_names = read_class_list(class_names) if isinstance(class_names, (str, Path)) else list(class_names)
+        self.ignore_index = ignore_index
+        self.background_index = _background_index(self.class_names, background_class)
+        images = {p.stem: p for p in sorted(self.images_dir.iterdir()) if is_image_name(p)}
+        labels = sorted(p for p in self.labels_dir.iterdir() if p.suffix.lower() == ".png")
+        if not labels:
+            raise DatasetError(f"labels folder {self.labels_dir} holds no .png label maps")
+        missing = [p.name for p in labels if p.stem not in images]
+        if missing:
+            raise DatasetError(f"no image in {self.images_dir} for label map(s) {', '.join(missing[:5])}"
+                                           + (" ..." if len(missing) > 5 else ""))
+        self.items = [(images[p.stem], p) for p in labels]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def image_path(self, index: int) -> Path:
+        return self.items[index][0]
+
+    def file_name(self, index: int) -> str:
+        return self.items[index][0].name
+
+    def truth_key(self, index: int) -> str:
+        return _stamp(self.items[index][1])
+
+    def ground_truth(self, index: int) -> np.ndarray:
+        path = self.items[index][1]
+        with Image.open(path) as label:
+            if label.mode not in ("P", "L", "I", "I;16"):
+                raise DatasetError(f"label map {path} is {label.mode}; expected a single-channel "
+                                               "(palette or greyscale) PNG of class indices")
+            gt = np.asarray(label).astype(np.int64)
+        if self.reduce_zero_label:
+            keep = gt != self.ignore_index
+            gt = np.where(keep & (gt == 0), self.ignore_index, np.where(keep, gt - 1, gt))
+        return gt
+
+
+class CocoDataset:
+    """COCO-format mask annotations (polygons or RLE) over an image folder, read with pycocotools."""
+
+    def __init__(self, annotation_file, images_dir, ignore_index: int = IGNORE_INDEX,
+                 background_class: str | None = None):
+        from pycocotools.coco import COCO
+
+        path, self.images_dir = Path(annotation_file), Path(images_dir)
+        if not self.images_dir.is_dir() and path.is_file():
+            raise DatasetError(f"images folder {self.images_dir} does not exist")
+        data = read_coco(path)  # the one reader's checks and messages; pycocotools indexes what it read
+        checked_categories(data, path)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
+                self.coco = COCO()
+                self.coco.dataset = data
+                self.coco.createIndex()
+        except (ValueError, KeyError, TypeError, AssertionError) as err:
+            raise DatasetError(f"{path} is not a COCO annotation file: {err}") from None
+        self.category_ids = sorted(self.coco.getCatIds())
+        if not self.category_ids:
+            raise DatasetError(f"{path} has no categories")
+        names = [self.coco.cats[c]["name"] for c in self.category_ids]
+        self.ignore_index = ignore_index
+        self.unannotated = ignore_index
+        if background_class is not None:
+            if background_class in names:
+                raise DatasetError(f"background class {background_class!r} is also a category of {path}")
+            names = [background_class] + names
+            self.unannotated = 0
+        self.class_names = names
+        self.background_index = 0 if background_class is not None else None
+        self._class_of = {c: i + (background_class is not None) for i, c in enumerate(self.category_ids)}
+        self.image_ids = sorted(self.coco.getImgIds())
+        self.stamp = _stamp(path)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def file_name(self, index: int) -> str:
+        return str(self.coco.imgs[self.image_ids[index]].get("file_name", ""))
+
+    def image_path(self, index: int) -> Path | None:
+        """The image file, or None when its ``file_name`` leads outside the images folder."""
+        return image_path(self.images_dir, str(self.coco.imgs[self.image_ids[index]].get("file_name", "")))
+
+    def truth_key(self, index: int) -> str:
+        return f"{self.stamp} image {self.image_ids[index]!r}"
+
+    def ground_truth(self, index: int) -> np.ndarray:
+        info = self.coco.imgs[self.image_ids[index]]
+        gt = np.full((info["height"], info["width"]), self.unannotated, np.int64)
+        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=info["id"], iscrowd=None))
+        # Large first, so smaller objects lying on top of larger ones keep their pixels.
+        for ann in sorted(anns, key=lambda a: -float(a.get("area", 0))):
+            if not ann.get("iscrowd", 0):
+                if ann["category_id"] not in self._class_of:
+                    raise DatasetError(f"annotation {ann.get('id')} has category_id {ann['category_id']}, "
+                                                   "which is not in the file's categories")
+                gt[self.coco.annToMask(ann).astype(bool)] = self._class_of[ann["category_id"]]
+        for ann in anns:  # crowd regions are never scored, whatever lies on them
+            if ann.get("iscrowd", 0):
+                gt[self.coco.annToMask(ann).astype(bool)] = self.ignore_index
+        return gt
+
+
+def _background_index(class_names: Sequence[str], background_class: str | None) -> int | None:
+    if background_class is None:
+        return None
+    if background_class not in class_names:
+        raise DatasetError(f"background class {background_class!r} is not in the class list")
+    return list(class_names).index(background_class)
+
+
+__all__ = ["IGNORE_INDEX", "CocoDataset", "FolderDataset", "read_class_list"]
