@@ -168,23 +168,30 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return sorted(pieces, key=lambda p: -int(p.sum()))
 
 
+# A piece of foreground whose box covers more than this share of the image is not an object but a
+# scene region (sky, road, a wall): a box average over most of the image says nothing about it, so it
+# keeps its pixels' labels.
+OBJECT_MAX_BOX_SHARE = 0.5
+
+
 def _label_objects(feats: DenseFeatures, label_map: np.ndarray, text, count: int) -> np.ndarray:
-    """Each connected piece of foreground relabelled as a whole: the label (of ``count``; the rest of
-    ``text`` are background labels) its box's region embedding is closest to."""
+    """Each connected, object-sized piece of foreground relabelled as a whole: the label (of ``count``;
+    the rest of ``text`` are background labels) its box's region embedding is closest to."""
     import torch.nn.functional as F
 
-    pieces = _components(label_map != BACKGROUND)
-    if not pieces:
+    height, width = label_map.shape
+    pieces = [p for p in _components(label_map != BACKGROUND) if p.any()]
+    boxes = np.stack([mask_to_xyxy(piece) for piece in pieces]) if pieces else np.zeros((0, 4), np.float32)
+    small = [i for i, b in enumerate(boxes) if (b[2] - b[0]) * (b[3] - b[1]) <= OBJECT_MAX_BOX_SHARE * height * width]
+    if not small:
         return label_map
     # The piece's box, not its mask: a box's RoIAlign average holds the object and the background around
-    # it, which is what the region objectives train and what tells shapes apart (docs/quality.md: 34.6 %
-    # mIoU against 12.2 % for the mask-pooled embedding on the same model).
-    boxes = np.stack([mask_to_xyxy(piece) for piece in pieces])
-    pooled = F.normalize(feats.region_embeddings(boxes).float(), dim=-1)
+    # it, which is what the region objectives train and what tells shapes apart (docs/quality.md).
+    pooled = F.normalize(feats.region_embeddings(boxes[small]).float(), dim=-1)
     best = (pooled @ F.normalize(text.float().to(pooled.device), dim=-1).T).argmax(1).tolist()
     out = label_map.copy()
-    for piece, k in zip(pieces, best):
-        out[piece] = k if k < count else BACKGROUND
+    for i, k in zip(small, best):
+        out[pieces[i]] = k if k < count else BACKGROUND
     return out
 
 
@@ -223,8 +230,8 @@ class SegmenterSettings(TaskSettings):
     ``background_labels``: labels whose pixels are background; ``refine``: snap boundaries to image
     edges with a guided filter of strength ``refine_eps``; ``regions``: ``"pixels"`` (each pixel its own
     decision), ``"superpixels"`` (scores averaged over SLIC superpixels, one decision each) or
-    ``"objects"`` (the background rule per pixel, then each connected piece of foreground labelled as a
-    whole by the region embedding of its box). The patch budget defaults to ``"auto"``.
+    ``"objects"`` (the background rule per pixel, then each connected piece of foreground whose box is
+    at most half the image labelled as a whole by the region embedding of its box). The patch budget defaults to ``"auto"``.
     """
 
     max_num_patches: int | str | None = "auto"
