@@ -10,7 +10,7 @@ from PIL import Image
 
 from _train_helpers import REPO
 from fgdense import Segmenter
-from fgdense.classify_masks import MaskClassifier
+from fgdense import MaskClassifier
 from fgdense.errors import FGDenseError
 
 LABELS = ["red circle", "blue square", "猫"]

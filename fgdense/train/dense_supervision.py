@@ -93,6 +93,11 @@ def patch_losses(stage2, dense: torch.Tensor, batch: dict, valid: torch.Tensor, 
         out["loss_dense"] = weights["dense"] * patch_text_loss(
             dense, targets, texts[has], None if keys is None else keys[has], stage2.logit_scale_dense,
             stage2.background_cosine)
+    if weights["sub_box"]:
+        feats, target = _sub_boxes(dense, targets, batch["spatial_shapes"])
+        out["loss_sub_box"] = weights["sub_box"] * patch_text_loss(
+            feats[None], target[None], texts[has], None if keys is None else keys[has], stage2.logit_scale_dense,
+            stage2.background_cosine)
     if weights["patch_region"]:
         # The box's RoIAlign embedding, held still, is what each of its patches is pulled toward.
         with torch.no_grad():
@@ -105,5 +110,28 @@ def patch_losses(stage2, dense: torch.Tensor, batch: dict, valid: torch.Tensor, 
         else:
             out["loss_patch_region"] = dense.sum() * 0.0
     return out
+
+def _sub_boxes(dense: torch.Tensor, targets: torch.Tensor, spatial_shapes: torch.Tensor, per_image: int = 16):
+    """RoIAlign embeddings of 3x3-cell boxes centred on up to ``per_image`` random object cells of each
+    image, and the targets of their centres: small regions inside masks, between a patch and a box."""
+    from ..model.boxes import roi_embeddings
+    from ..model.modeling import grid_of
+
+    feats, chosen = [], []
+    for i in range(len(dense)):
+        h, w = (int(v) for v in spatial_shapes[i])
+        cells = torch.flatnonzero(targets[i, : h * w] >= 0)
+        if not len(cells):
+            continue
+        cells = cells[torch.randperm(len(cells), device=cells.device)[:per_image]]
+        rows, cols = (cells // w).float(), (cells % w).float()
+        boxes = torch.stack([(cols - 1).clamp(min=0), (rows - 1).clamp(min=0), (cols + 2).clamp(max=w),
+                             (rows + 2).clamp(max=h)], dim=1)
+        feats.append(roi_embeddings(grid_of(dense[i], spatial_shapes[i]), boxes))
+        chosen.append(targets[i, cells])
+    if not feats:
+        return dense.new_zeros(0, dense.shape[-1]), targets.new_zeros(0)
+    return torch.cat(feats), torch.cat(chosen)
+
 
 __all__ = ["BACKGROUND", "IGNORED", "patch_losses", "patch_targets", "patch_text_loss"]

@@ -9,7 +9,8 @@ Besides the four official objectives (global SigLIP on long and short captions, 
 contrastive, text intra-modal, hard negatives) there are optional ones, off by default: ``mask``
 (mask-pooled region embeddings against their texts, for data with masks), ``dense`` (every patch against
 the batch's box texts and an explicit background, from the masks: :mod:`.dense_supervision`),
-``patch_region`` (each patch inside a mask pulled toward its box's region embedding) and
+``patch_region`` (each patch inside a mask pulled toward its box's region embedding), ``sub_box``
+(RoIAlign of 3x3-patch boxes inside masks against their box's text) and
 ``distill_global`` / ``distill_dense`` (cosine distance of the global and dense image features to those
 of the frozen starting network, to keep what it knew).
 """
@@ -34,7 +35,7 @@ from .losses import hard_negative_loss, region_contrastive_loss, siglip_loss, sy
 # Objective weights of the official stage-2 recipe, then the optional objectives (off); 0 switches
 # an objective off.
 DEFAULT_WEIGHTS = dict(long=1.0, short=1.0, region=0.2, text_intra=0.1, hard=0.5, mask=0.0, dense=0.0,
-                       patch_region=0.0, distill_global=0.0, distill_dense=0.0)
+                       patch_region=0.0, sub_box=0.0, distill_global=0.0, distill_dense=0.0)
 # Texts of a frozen text side are encoded once and remembered, up to this many.
 TEXT_CACHE_SIZE = 16384
 
@@ -166,7 +167,7 @@ class FGCLIP2Stage2(BaseModel):
                 out[f"loss_{walk}"] = w[walk] * siglip_loss(image, text, net.logit_scale, net.logit_bias, stats=stats,
                                                             keys=batch.get(f"{walk}_keys"))
         self.last_stats = stats
-        with_masks = bool(w["mask"] or w["dense"] or w["patch_region"]) and "box_masks" in batch
+        with_masks = bool(w["mask"] or w["dense"] or w["patch_region"] or w["sub_box"]) and "box_masks" in batch
         need_dense = w["region"] or w["text_intra"] or w["hard"] or with_masks or w["distill_dense"]
         dense = net.dense_features_from_hidden(vision.last_hidden_state, batch["pixel_attention_mask"]) if need_dense else None
         if w["region"] or w["text_intra"] or with_masks:
@@ -182,7 +183,7 @@ class FGCLIP2Stage2(BaseModel):
                 if w["text_intra"]:
                     out["loss_text_intra"] = w["text_intra"] * text_intra_modal_loss(
                         texts, self.text_intra_topk, self.text_intra_same_threshold)
-                if with_masks and (w["dense"] or w["patch_region"]):
+                if with_masks and (w["dense"] or w["patch_region"] or w["sub_box"]):
                     out.update(patch_losses(self, dense, batch, valid, texts, keys))
                 if with_masks and w["mask"]:
                     has = batch["box_has_mask"][valid]

@@ -88,7 +88,7 @@ def _fill_dataset(cfg: Config, dataset, num_negatives: int, top: bool) -> None:
         dataset.checkpoint = cfg.model.checkpoint
     if "masks" in dataset and dataset.masks is None:
         weights = cfg.model.get("loss_weights") or {}
-        dataset.masks = any(bool(weights.get(name)) for name in ("mask", "dense", "patch_region"))
+        dataset.masks = any(bool(weights.get(name)) for name in ("mask", "dense", "patch_region", "sub_box"))
     if not top:
         return
     # data_root stands for the FineHARD layout (annotations/, images_en/, images_cn/) only.
