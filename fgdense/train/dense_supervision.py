@@ -120,7 +120,7 @@ def _sub_boxes(dense: torch.Tensor, targets: torch.Tensor, spatial_shapes: torch
     feats, chosen = [], []
     for i in range(len(dense)):
         h, w = (int(v) for v in spatial_shapes[i])
-        cells = torch.flatnonzero(targets[i, : h * w] >= 0)
+        cells = torch.nonzero(targets[i, : h * w] >= 0).flatten()
         if not len(cells):
             continue
         cells = cells[torch.randperm(len(cells), device=cells.device)[:per_image]]
