@@ -29,6 +29,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ VARIANTS = {
     "textured": (1, ["--backgrounds", "textured", "--colours", "purple", "orange", "cyan", "red"]),
     "small": (2, ["--sizes", "small", "--backgrounds", "flat", "textured"]),
 }
+MODES = ("pixels", "superpixels", "objects")  # segmentation's --regions, each measured besides the default
 # The numbers summarised over the variants: (name, path into a variant's "after" / "before" scores).
 HEADLINE = {"box_top1": ("trained_categories", "top1"), "novel_top1": ("held_out_combinations", "top1"),
             "miou": ("segmentation", "miou"), "background_iou": ("segmentation", "background_iou"),
@@ -68,6 +70,25 @@ def percent(fraction):
     return None if fraction is None else 100 * fraction
 
 
+def default_mode() -> str:
+    sys.path.insert(0, str(REPO))
+    from fgdense.segment import SegmenterSettings
+
+    return SegmenterSettings().regions
+
+
+def segmentation(world: dict, folder: Path, common: list, extra: list, what: str) -> dict:
+    """tools/eval_segmentation.py on the held-out label maps, background counted: mIoU, background IoU."""
+    run(["tools/eval_segmentation.py", "--images", world["val_images"], "--masks", world["val_masks"],
+         "--classes", world["classes"], "--background-class", "background", "--out", str(folder), "--plot",
+         *extra, *common], what)
+    report = json.loads((folder / "report.json").read_text())
+    background = next(row for row in report["per_class"] if row["class"] == "background")
+    return {"miou": 100 * report["miou"], "background_iou": 100 * (background["iou"] or 0.0),
+            "pixel_accuracy": 100 * report["pixel_accuracy"], "images": report["images"],
+            "threshold": report.get("threshold")}
+
+
 def evaluate(model: Path, world: dict, out: Path, tag: str) -> dict:
     """Every evaluation of ``model`` on the held-out images, in percent; pictures of one image."""
     scores = {}
@@ -79,14 +100,13 @@ def evaluate(model: Path, world: dict, out: Path, tag: str) -> dict:
         report = json.loads((folder / "report.json").read_text())
         scores[split] = {"top1": 100 * report["top1"], "top5": 100 * report["top5"], "boxes": report["evaluated"],
                          "categories": report["categories"]}
-    folder = out / f"segmentation_{tag}"
-    run(["tools/eval_segmentation.py", "--images", world["val_images"], "--masks", world["val_masks"],
-         "--classes", world["classes"], "--background-class", "background", "--out", str(folder), "--plot", *common],
-        f"segmentation {tag}")
-    report = json.loads((folder / "report.json").read_text())
-    background = next(row for row in report["per_class"] if row["class"] == "background")
-    scores["segmentation"] = {"miou": 100 * report["miou"], "background_iou": 100 * (background["iou"] or 0.0),
-                              "pixel_accuracy": 100 * report["pixel_accuracy"], "images": report["images"]}
+    scores["segmentation"] = segmentation(world, out / f"segmentation_{tag}", common, [], f"segmentation {tag}")
+    # After training, the other labelling modes against the default one (docs/segmentation.md).
+    default = default_mode()
+    scores["segmentation_modes"] = {default: scores["segmentation"]}
+    for mode in [m for m in MODES if m != default and tag == "after"]:
+        scores["segmentation_modes"][mode] = segmentation(world, out / f"segmentation_{tag}_{mode}", common,
+                                                          ["--regions", mode], f"segmentation {tag}, {mode}")
     folder = out / f"grounding_{tag}"
     run(["tools/eval_grounding.py", "--ann", world["val_ann"], "--images", world["val_images"], "--out", str(folder),
          *common], f"grounding {tag}")
@@ -180,8 +200,14 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="configs/train/coco_tiny.py", help="training config (default coco_tiny)")
     parser.add_argument("--train", type=int, default=300, help="training images of each world (default 300)")
     parser.add_argument("--val", type=int, default=100, help="held-out images of each world (default 100)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="variants run side by side (default 1; with more, give each run one thread: "
+                             "OMP_NUM_THREADS=1)")
     parser.add_argument("--cfg-options", nargs="*", default=[], help="more training overrides, KEY=VALUE")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 1
     out = Path(args.out_dir).resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         print(f"error: {out} already exists and is not an empty folder; choose a new one", file=sys.stderr)
@@ -193,7 +219,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = out / "start"
     run(["tools/make_tiny_checkpoint.py", str(start)], "tiny random checkpoint")
-    reports = {name: run_variant(out / name, start, name, args) for name in args.variants}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = pool.map(lambda name: run_variant(out / name, start, name, args), args.variants)
+        reports = dict(zip(args.variants, done))
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": cpu_model(),

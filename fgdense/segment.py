@@ -239,7 +239,7 @@ class SegmenterSettings(TaskSettings):
     background_labels: tuple[str, ...] = ()
     refine: bool = False
     refine_eps: float = 1e-3
-    regions: str = "pixels"
+    regions: str = "objects"
 
     def __post_init__(self):
         super().__post_init__()
