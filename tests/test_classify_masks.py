@@ -35,13 +35,19 @@ def test_a_mask_on_whole_cells_scores_as_their_mean_feature(classifier, image):
     label = np.zeros((64, 96), np.int64)
     label[: int(round(cell_h)), : int(round(2 * cell_w))] = 5  # grid cells (0, 0) and (0, 1)
     label[int(round(cell_h)) :, :] = 2  # every cell of the rows below
-    result = classifier.classify(image, label, LABELS)
+    result = classifier.classify(image, label, LABELS, pooling="mask")
     text = classifier.label_embeddings(LABELS)
     expected = torch.nn.functional.normalize(torch.stack([feats.grid[1:].reshape(-1, feats.grid.shape[-1]).mean(0),
                                                           feats.grid[0, :2].mean(0)]), dim=-1) @ text.T
     # Label values in increasing order: 2 then 5.
     np.testing.assert_allclose(result.cosine, expected.numpy(), atol=1e-5)
     assert result.top_k.shape == (2, 2) and result.masks.shape == (2, 64, 96)
+    # By default a mask is pooled from its box: the same scores as box classification of those boxes.
+    from fgdense import BoxClassifier
+
+    boxes = BoxClassifier(classifier.model, classifier.processor, classifier.tokenizer, max_num_patches=24).classify(
+        image, result.boxes, LABELS)
+    np.testing.assert_allclose(classifier.classify(image, label, LABELS).cosine, boxes.cosine, atol=1e-5)
 
 
 def test_detections_in_detections_out(classifier, image):

@@ -6,8 +6,8 @@
 MASKS, for the one image: a label PNG (each positive value one mask, 0 = none; the NAME_labels.png
 tools/segment.py writes works), an .npy array of (N, H, W) booleans or an (H, W) label image, or a JSON
 list of COCO RLE masks (or an object whose "masks" or "segments" hold items with an "rle", as this tool
-and tools/segment.py write). Each mask gets one label, from the average of the dense features under it
-(fgdense.classify_masks.MaskClassifier). Writes into --out NAME.json (per mask: box, area, best label,
+and tools/segment.py write). Each mask gets one label, from the region embedding of its box (--pooling box,
+the default) or the average of the dense features under it (--pooling mask): fgdense.classify_masks. Writes into --out NAME.json (per mask: box, area, best label,
 probability softmax(100 * cosine), cosine, top-k, RLE) and NAME.png, the masks tinted by label.
 """
 
@@ -28,6 +28,8 @@ def parse_args(argv):
     parser.add_argument("--labels-file", help="text file with one label per line (added to --labels)")
     parser.add_argument("--top-k", type=int, default=5, help="labels listed per mask (default 5)")
     parser.add_argument("--templates", action="store_true", help="average prompt templates (a photo of a ...)")
+    parser.add_argument("--pooling", choices=["box", "mask"], default="box",
+                        help="a mask's embedding: its box's region embedding (default) or the features under it")
     parser.add_argument("--no-png", action="store_true", help="write the JSON only")
     return parser.parse_args(argv)
 
@@ -117,7 +119,7 @@ def work(argv) -> int:
 
     classifier = MaskClassifier.from_pretrained(args.model, device=device, max_num_patches=budget,
                                                 templates=args.templates, top_k=args.top_k, precision=args.precision,
-                                                text_mask=args.text_mask)
+                                                text_mask=args.text_mask, pooling=args.pooling)
     cli.status.start(1, "image")
     result = classifier.classify(image, masks, labels)
     payload = {"image": str(args.image), "model": args.model, **result.to_json()}
