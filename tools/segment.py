@@ -30,7 +30,8 @@ def parse_args(argv):
                                                   "path a line; .jsonl: one {\"path\": ...} a line)")
     parser.add_argument("--labels", nargs="*", help="what to find: one label per argument; 'cat|猫' averages synonyms")
     parser.add_argument("--threshold", default="auto",
-                        help="background below this cosine score: auto = the model's 50%% match point, "
+                        help="background below this cosine score: auto = the threshold the checkpoint carries "
+                             "(calibrated on its fine-tuning masks) or else the model's 50%% match point, "
                              "none = every pixel gets its best label, or a number")
     parser.add_argument("--background", nargs="*", default=[], metavar="LABEL",
                         help="labels whose pixels count as background (e.g. sky wall floor)")
