@@ -140,7 +140,8 @@ class MaskClassifier(Task):
         if isinstance(images, (str, bytes)) or len(images) != len(masks):
             raise FGDenseError(f"need one mask set per image: {len(images)} images, {len(masks)} mask sets")
         inputs = [loaded(image) for image in images]
-        checked = [as_masks(m, (rgb_of(im).height, rgb_of(im).width), "masks" if len(inputs) == 1 else f"image {i} masks")
+        checked = [as_masks(m, (rgb_of(im).height, rgb_of(im).width),
+                            "masks" if len(inputs) == 1 else f"image {i} masks")
                    for i, (im, m) in enumerate(zip(inputs, masks))]
         text = self.label_embeddings(labels, settings)
         k = min(settings.top_k, len(labels))

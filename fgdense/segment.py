@@ -231,7 +231,8 @@ class SegmenterSettings(TaskSettings):
     edges with a guided filter of strength ``refine_eps``; ``regions``: ``"pixels"`` (each pixel its own
     decision), ``"superpixels"`` (scores averaged over SLIC superpixels, one decision each) or
     ``"objects"`` (the background rule per pixel, then each connected piece of foreground whose box is
-    at most half the image labelled as a whole by the region embedding of its box). The patch budget defaults to ``"auto"``.
+    at most half the image labelled as a whole by the region embedding of its box; the default, measured
+    best in docs/quality.md). The patch budget defaults to ``"auto"``.
     """
 
     max_num_patches: int | str | None = "auto"
@@ -327,5 +328,6 @@ class Segmenter(Task):
         return SegmentationResult(list(labels), scores[: len(labels)], label_map, threshold, background)
 
 
-__all__ = ["BACKGROUND", "REGION_MODES", "Segmenter", "SegmenterSettings", "SegmentationResult", "check_threshold", "guided_filter",
+__all__ = ["BACKGROUND", "REGION_MODES", "Segmenter",
+           "SegmenterSettings", "SegmentationResult", "check_threshold", "guided_filter",
            "mask_to_rle", "mask_to_xyxy"]

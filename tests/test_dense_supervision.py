@@ -61,9 +61,7 @@ def test_best_threshold_separates_masked_from_unmasked():
 
 
 def _patch_accuracy(network, items, collator, names):
-    """Share of object patches whose best name (of ``names``) is their mask's category, and of background
-    patches whose best cosine is under the model's calibrated cut; on the training images themselves."""
-    from fgdense.train.dense_supervision import patch_targets
+    """Share of the object patches of the training images whose best name (of ``names``) is their mask's."""
     from fgdense.prompts import encode_text
 
     batch = collator(items)

@@ -6,8 +6,8 @@
 MASKS, for the one image: a label PNG (each positive value one mask, 0 = none; the NAME_labels.png
 tools/segment.py writes works), an .npy array of (N, H, W) booleans or an (H, W) label image, or a JSON
 list of COCO RLE masks (or an object whose "masks" or "segments" hold items with an "rle", as this tool
-and tools/segment.py write). Each mask gets one label, from the region embedding of its box (--pooling box,
-the default) or the average of the dense features under it (--pooling mask): fgdense.classify_masks. Writes into --out NAME.json (per mask: box, area, best label,
+and tools/segment.py write). Each mask gets one label, from the region embedding of its box (--pooling
+box, the default) or the average of the dense features under it (--pooling mask): fgdense.classify_masks. Writes into --out NAME.json (per mask: box, area, best label,
 probability softmax(100 * cosine), cosine, top-k, RLE) and NAME.png, the masks tinted by label.
 """
 
@@ -60,7 +60,8 @@ def read_masks(path: Path):
             return np.stack([mask_utils.decode({"size": r["size"], "counts": r["counts"].encode("ascii")
                                                 if isinstance(r["counts"], str) else r["counts"]}) for r in rles])
         with Image.open(path) as picture:
-            return np.asarray(picture if picture.mode in ("P", "L", "I", "I;16") else picture.convert("L")).astype(np.int64)
+            plain = picture if picture.mode in ("P", "L", "I", "I;16") else picture.convert("L")
+            return np.asarray(plain).astype(np.int64)
     except FGDenseError:
         raise
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:

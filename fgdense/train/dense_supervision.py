@@ -15,6 +15,10 @@ The loss is a softmax cross-entropy per patch over (batch texts + background) wi
 allowed (the log of the summed probability of the positives), averaged over object patches and over
 background patches separately and then the two averages weighed equally, so the 70-80 % of patches
 that are background do not swamp the objects.
+
+Two alternatives measured against it (docs/quality.md; off by default): ``patch_region``, each object
+patch pulled toward its box's RoIAlign embedding, and ``sub_box``, RoIAlign of 3x3-patch boxes around
+object patches scored like the patches.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ IGNORED = -2  # target of a patch not scored
 
 
 def patch_targets(box_masks: torch.Tensor, usable: torch.Tensor, background_known: torch.Tensor,
-                  spatial_shapes: torch.Tensor, length: int, inside: float = 0.5, outside: float = 0.05) -> torch.Tensor:
+                  spatial_shapes: torch.Tensor, length: int, inside: float = 0.5,
+                  outside: float = 0.05) -> torch.Tensor:
     """(B, length) targets of the padded patch sequence: the index of a box among the ``usable`` ones
     (in batch order, as ``boxes[usable]`` lists them), :data:`BACKGROUND` or :data:`IGNORED`.
 
