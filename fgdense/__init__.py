@@ -29,6 +29,8 @@ _PUBLIC = {
     "SegmentationResult": ".segment",
     "BoxClassifier": ".classify",
     "BoxClassification": ".classify",
+    "MaskClassifier": ".classify_masks",
+    "MaskClassification": ".classify_masks",
     "Grounder": ".ground",
     "Grounding": ".ground",
     "FGDenseError": ".errors",

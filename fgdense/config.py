@@ -158,6 +158,7 @@ class FGCLIP2Config:
         vision_config: dict | Siglip2VisionConfig | None = None,
         keep_len: int | None = None,
         longtext_len: int | None = None,
+        background_threshold: float | None = None,
     ):
         text_dict = text_config.to_dict() if isinstance(text_config, Siglip2TextConfig) else dict(text_config or {})
         vision_dict = (
@@ -172,6 +173,9 @@ class FGCLIP2Config:
         # Token ids are the tokenizer's business; released configs carry CLIP-era values that
         # transformers would warn about, so they are not kept.
         text_dict.update(pad_token_id=None, bos_token_id=None, eos_token_id=None)
+        # The segmenter's background cosine calibrated on a fine-tuning run's masks (fgdense.train.calibration);
+        # None (released checkpoints): the model's own sigmoid match point is used.
+        self.background_threshold = _threshold(background_threshold)
         self.text_config = _sub_config(Siglip2TextConfig, text_dict)
         self.vision_config = _sub_config(Siglip2VisionConfig, vision_dict)
         self.vision_config.vision_use_head = True
@@ -195,7 +199,7 @@ class FGCLIP2Config:
         if not isinstance(text, dict) or not isinstance(vision, dict):
             raise CheckpointError(f"{source} lacks text_config or vision_config")
         try:
-            return cls(text, vision)
+            return cls(text, vision, background_threshold=values.get("background_threshold"))
         except CheckpointError as err:
             raise CheckpointError(str(err).replace("config:", f"{source}:", 1)) from None
         except (TypeError, ValueError) as err:
@@ -219,7 +223,10 @@ class FGCLIP2Config:
         text.update(keep_len=self.keep_len, longtext_len=self.longtext_len, model_type="fgclip2_text_model")
         vision = _plain_dict(self.vision_config)
         vision["model_type"] = "fgclip2_vision_model"
-        return {"model_type": MODEL_TYPE, "architectures": ["FG_CLIP2_Model"], "text_config": text, "vision_config": vision}
+        out = {"model_type": MODEL_TYPE, "architectures": ["FG_CLIP2_Model"], "text_config": text, "vision_config": vision}
+        if self.background_threshold is not None:
+            out["background_threshold"] = self.background_threshold
+        return out
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         os.makedirs(folder, exist_ok=True)
@@ -242,6 +249,14 @@ def _plain_dict(config) -> dict[str, Any]:
     """The architecture fields of a SigLIP 2 sub-config (not transformers' generic ones)."""
     generic = _known_fields(PreTrainedConfig)
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(type(config)) if f.name not in generic}
+
+
+def _threshold(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1:
+        raise CheckpointError(f"config: background_threshold = {str(value)[:40]} is not a cosine (a number from -1 to 1)")
+    return float(value)
 
 
 def _length(value, name: str) -> int:

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -65,6 +66,24 @@ class DenseFeatures:
     def region_embeddings(self, boxes) -> torch.Tensor:
         """RoIAlign 1x1 region embeddings (N, D) of xyxy pixel boxes, not normalised (official pooling)."""
         return roi_embeddings(self.grid, self.boxes_to_grid(boxes))
+
+    def mask_embeddings(self, masks) -> torch.Tensor:
+        """(N, D) averages of the features under (N, H, W) boolean image masks, not normalised: each mask
+        is area-resized onto the grid and every cell weighed by the share of it the mask covers (a mask
+        that vanishes in the resize takes the cell under its centre)."""
+        import cv2
+
+        (h, w), (cell_h, cell_w) = self.grid_size, self.cell_size
+        masks = np.asarray(masks, dtype=bool)
+        weights = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) for m in masks]) \
+            if len(masks) else np.zeros((0, h, w), np.float32)
+        for i in np.flatnonzero(weights.reshape(len(weights), -1).sum(1) <= 0):
+            ys, xs = np.nonzero(masks[i])
+            if len(ys):
+                weights[i, min(int(ys.mean() // cell_h), h - 1), min(int(xs.mean() // cell_w), w - 1)] = 1.0
+        weights = torch.from_numpy(weights).to(self.grid.device)
+        pooled = torch.einsum("nhw,hwd->nd", weights, self.grid.float())
+        return pooled / weights.sum((1, 2)).clamp(min=1e-12)[:, None]
 
     def similarity(self, text_embeds: torch.Tensor) -> torch.Tensor:
         """Cosine similarity (K, h, w) of every cell to each of K text embeddings."""

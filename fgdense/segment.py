@@ -6,13 +6,18 @@ optional), cosine similarity of every patch to every label, bilinear upsampling 
 argmax over the labels, and a background rule so pixels that match no label stay unlabelled:
 
 * a score threshold: a pixel whose best cosine similarity is below it is background. ``"auto"`` is the
-  cosine at which the model's own sigmoid calibration (``logit_scale``, ``logit_bias``) says 50 %
-  match; a float sets it; ``None`` switches it off (pure argmax);
+  threshold the checkpoint carries (``background_threshold`` in its config, calibrated on the masks of
+  the data it was fine-tuned on) or, for checkpoints without one (the released ones), the cosine at
+  which the model's own sigmoid calibration (``logit_scale``, ``logit_bias``) says 50 % match; a float
+  sets it; ``None`` switches it off (pure argmax);
 * explicit background labels (``"sky"``, ``"wall"``...): they compete in the argmax and the pixels
   they win are background.
 
 Optionally the upsampled score maps are refined with a guided filter steered by the image, which snaps
-the blurry patch-scale boundaries to image edges.
+the blurry patch-scale boundaries to image edges; or (``regions="superpixels"``) the image is labelled by
+regions instead of pixels: every label's scores are averaged over each SLIC superpixel and the
+superpixel is labelled as a whole (:mod:`fgdense.superpixels`). Given masks are labelled as a whole
+by :class:`fgdense.classify_masks.MaskClassifier`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from .prompts import check_labels
 from .task import Task, TaskSettings, as_number
 
 BACKGROUND = -1  # label-map value of pixels no label claims
+REGION_MODES = ("pixels", "superpixels", "objects")  # what one labelling decision covers
 
 
 # --------------------------------------------------------------------------------------------- result
@@ -162,6 +168,33 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return sorted(pieces, key=lambda p: -int(p.sum()))
 
 
+# A piece of foreground whose box covers more than this share of the image is not an object but a
+# scene region (sky, road, a wall): a box average over most of the image says nothing about it, so it
+# keeps its pixels' labels.
+OBJECT_MAX_BOX_SHARE = 0.5
+
+
+def _label_objects(feats: DenseFeatures, label_map: np.ndarray, text, count: int) -> np.ndarray:
+    """Each connected, object-sized piece of foreground relabelled as a whole: the label (of ``count``;
+    the rest of ``text`` are background labels) its box's region embedding is closest to."""
+    import torch.nn.functional as F
+
+    height, width = label_map.shape
+    pieces = [p for p in _components(label_map != BACKGROUND) if p.any()]
+    boxes = np.stack([mask_to_xyxy(piece) for piece in pieces]) if pieces else np.zeros((0, 4), np.float32)
+    small = [i for i, b in enumerate(boxes) if (b[2] - b[0]) * (b[3] - b[1]) <= OBJECT_MAX_BOX_SHARE * height * width]
+    if not small:
+        return label_map
+    # The piece's box, not its mask: a box's RoIAlign average holds the object and the background around
+    # it, which is what the region objectives train and what tells shapes apart (docs/quality.md).
+    pooled = F.normalize(feats.region_embeddings(boxes[small]).float(), dim=-1)
+    best = (pooled @ F.normalize(text.float().to(pooled.device), dim=-1).T).argmax(1).tolist()
+    out = label_map.copy()
+    for i, k in zip(small, best):
+        out[pieces[i]] = k if k < count else BACKGROUND
+    return out
+
+
 # ----------------------------------------------------------------------------------------- refinement
 def guided_filter(guide: np.ndarray, maps: np.ndarray, radius: int, eps: float = 1e-3) -> np.ndarray:
     """Edge-aware smoothing of (K, H, W) maps steered by a (H, W) guide in [0, 1] (He et al. 2010).
@@ -195,7 +228,11 @@ class SegmenterSettings(TaskSettings):
 
     ``threshold``: ``"auto"`` (the model's 50 % match point), a cosine, or ``None`` (pure argmax);
     ``background_labels``: labels whose pixels are background; ``refine``: snap boundaries to image
-    edges with a guided filter of strength ``refine_eps``. The patch budget defaults to ``"auto"``.
+    edges with a guided filter of strength ``refine_eps``; ``regions``: ``"pixels"`` (each pixel its own
+    decision), ``"superpixels"`` (scores averaged over SLIC superpixels, one decision each) or
+    ``"objects"`` (the background rule per pixel, then each connected piece of foreground whose box is
+    at most half the image labelled as a whole by the region embedding of its box; the default, measured
+    best in docs/quality.md). The patch budget defaults to ``"auto"``.
     """
 
     max_num_patches: int | str | None = "auto"
@@ -203,9 +240,12 @@ class SegmenterSettings(TaskSettings):
     background_labels: tuple[str, ...] = ()
     refine: bool = False
     refine_eps: float = 1e-3
+    regions: str = "objects"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.regions not in REGION_MODES:
+            raise FGDenseError(f"regions must be one of {', '.join(REGION_MODES)}, got {self.regions!r}")
         object.__setattr__(self, "background_labels", tuple(self.background_labels))
         object.__setattr__(self, "threshold", check_threshold(self.threshold))
         if not (isinstance(self.refine_eps, (int, float)) and np.isfinite(self.refine_eps) and self.refine_eps > 0):
@@ -235,7 +275,11 @@ class Segmenter(Task):
     Settings = SegmenterSettings
 
     def auto_threshold(self) -> float | None:
-        """The cosine where sigmoid(logit_scale.exp() * cos + logit_bias) = 0.5, the model's own match point."""
+        """The checkpoint's calibrated background threshold if it carries one, else the cosine where
+        sigmoid(logit_scale.exp() * cos + logit_bias) = 0.5, the model's own match point."""
+        calibrated = getattr(getattr(self.model, "config", None), "background_threshold", None)
+        if calibrated is not None:
+            return float(calibrated)
         scale, bias = getattr(self.model, "logit_scale", None), getattr(self.model, "logit_bias", None)
         if scale is None or bias is None:
             return None
@@ -271,12 +315,19 @@ class Segmenter(Task):
             guide = np.asarray(image.convert("L"), np.float32) / 255.0
             radius = max(1, int(round(max(feats.cell_size))))
             scores = guided_filter(guide, scores, radius, settings.refine_eps)
+        if settings.regions == "superpixels":
+            from .superpixels import region_average, superpixels
+
+            scores = region_average(scores, superpixels(image))
         best = scores.argmax(0).astype(np.int32)
         label_map = np.where(best < len(labels), best, BACKGROUND).astype(np.int32)
         if threshold is not None:
             label_map[scores.max(0) < threshold] = BACKGROUND
+        if settings.regions == "objects":
+            label_map = _label_objects(feats, label_map, text, len(labels))
         return SegmentationResult(list(labels), scores[: len(labels)], label_map, threshold, background)
 
 
-__all__ = ["BACKGROUND", "Segmenter", "SegmenterSettings", "SegmentationResult", "check_threshold", "guided_filter",
+__all__ = ["BACKGROUND", "REGION_MODES", "Segmenter",
+           "SegmenterSettings", "SegmentationResult", "check_threshold", "guided_filter",
            "mask_to_rle", "mask_to_xyxy"]

@@ -9,17 +9,21 @@ import pytest
 import supervision as sv
 
 from conftest import CHECKPOINT, FIXTURE
-from fgdense import BoxClassifier, FGCLIP2ImageProcessor, FGCLIP2Model, Grounder, Segmenter, load_tokenizer
+from fgdense import BoxClassifier, FGCLIP2ImageProcessor, FGCLIP2Model, Grounder, MaskClassifier, Segmenter, load_tokenizer
 from fgdense.errors import FGDenseError
 from fgdense.task import Task
 
 IMAGE = FIXTURE / "images" / "img1_200x120.png"
 BOXES = [[0, 0, 100, 60], [100, 60, 200, 120]]
+MASKS = np.zeros((120, 200), np.int64)  # a label image: two masks
+MASKS[:60, :100], MASKS[60:, 100:] = 1, 2
 JOBS = {  # task -> (job name, arguments after the image)
     Segmenter: ("segment", (["cat", "电脑"],)),
     BoxClassifier: ("classify", (BOXES, ["cat", "电脑"])),
+    MaskClassifier: ("classify", (MASKS, ["cat", "电脑"])),
     Grounder: ("ground", (["a cat", "一台电脑"],)),
 }
+PER_IMAGE = (BoxClassifier, MaskClassifier)  # tasks whose first argument is one per image
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +58,8 @@ def test_every_result_turns_into_detections_and_json(task, parts):
     assert len(detections.xyxy) == len(detections.class_id)
     json.dumps(result.to_json(), ensure_ascii=False)  # JSON-ready as it is
     # The batch method takes a list of images and gives one result each.
-    batch_args = (args[0] if task is not BoxClassifier else [BOXES, BOXES],) + args[1:]
-    if task is BoxClassifier:
+    batch_args = (args[0] if task not in PER_IMAGE else [args[0], args[0]],) + args[1:]
+    if task in PER_IMAGE:
         batch = getattr(instance, job + "_batch")([IMAGE, IMAGE], *batch_args)
     else:
         batch = getattr(instance, job + "_batch")([IMAGE, IMAGE], *args)

@@ -111,18 +111,23 @@ def test_benchmark_learning_runs_end_to_end(tmp_path):
 
     out = tmp_path / "bench"
     result = subprocess.run([sys.executable, "benchmarks/benchmark_learning.py", str(out), "--train", "6", "--val", "6",
-                             "--cfg-options", "max_iters=2", "batch_size=4"], cwd=REPO, capture_output=True, text=True,
-                            timeout=600)
+                             "--variants", "small", "--cfg-options", "max_iters=2", "batch_size=4"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    report = load(out / "report.json")
+    whole = load(out / "report.json")
+    assert list(whole["variants"]) == ["small"]
+    report, run = whole["variants"]["small"], out / "small"
     for when in ("before", "after"):
         for split in ("trained_categories", "held_out_combinations"):
             scores = report[when][split]
             assert 0 <= scores["top1"] <= scores["top5"] <= 100 and scores["boxes"] > 0
     assert report["world"]["chance_top1"]["trained_categories"] == pytest.approx(100 / 12)
     for when in ("before", "after"):
-        assert 0 <= report[when]["segmentation"]["miou"] <= 100 and report[when]["segmentation"]["images"] == 6
+        seg = report[when]["segmentation"]
+        assert 0 <= seg["miou"] <= 100 and 0 <= seg["background_iou"] <= 100 and seg["images"] == 6
         assert report[when]["grounding"]["phrases"] > 0 and 0 <= report[when]["grounding"]["accuracy"] <= 100
-        assert (out / f"pictures_{when}").is_dir() and any((out / f"pictures_{when}").glob("*_overlay.png"))
-    assert report["training_seconds"] > 0 and (out / "work" / "export" / "model.safetensors").is_file()
+        assert (run / f"pictures_{when}").is_dir() and any((run / f"pictures_{when}").glob("*_overlay.png"))
+    assert report["training_seconds"] > 0 and (run / "work" / "export" / "model.safetensors").is_file()
+    # One variant: its mean is its own number.
+    assert whole["summary"]["after_miou"]["mean"] == pytest.approx(report["after"]["segmentation"]["miou"])
     assert "held-out combinations" in result.stdout and "segmentation mIoU" in result.stdout

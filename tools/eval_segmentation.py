@@ -42,6 +42,10 @@ def parse_args(argv):
     parser.add_argument("--templates", action="store_true", help="average each label over prompt templates")
     parser.add_argument("--refine", action="store_true", help="snap boundaries to image edges (guided filter)")
     cli.run_flags(parser)
+    parser.add_argument("--regions", choices=["pixels", "superpixels", "objects"],
+                        help="what one labelling decision covers: pixels; superpixels (scores averaged over SLIC "
+                             "superpixels); objects (each piece of foreground labelled as a whole by its box's "
+                             "region embedding). Default: the segmenter's (docs/segmentation.md)")
     parser.add_argument("--max-images", type=int, help="only the first N images (the report says incomplete)")
     parser.add_argument("--plot", action="store_true", help="also write plot.png: the most confused classes' "
                         "confusion matrix and per-class IoU")
@@ -75,7 +79,8 @@ def check_args(args):
     settings = Segmenter.Settings(max_num_patches=cli.max_patches_setting(args.max_patches),
                                   threshold=cli.threshold_setting(args.threshold), background_labels=args.background,
                                   templates=args.templates, refine=args.refine, precision=args.precision,
-                                  text_mask=args.text_mask, batch_size=cli.check_batch_size(args.batch_size))
+                                  text_mask=args.text_mask, batch_size=cli.check_batch_size(args.batch_size),
+                                  **({"regions": args.regions} if args.regions else {}))
     if args.font:
         choose_font([], args.font, warn=False)  # a font that does not exist or is not a font: one line now
     out = check_output_folder(args.out)

@@ -1,6 +1,7 @@
 """Write the shapes world: a small learnable set of coloured, textured shapes named in English and Chinese.
 
     python tools/make_shapes_world.py OUT_DIR [--train 300] [--val 100] [--seed 0] [--no-textures]
+        [--backgrounds flat textured] [--sizes small large] [--colours red green ...]
 
 Writes COCO instances with masks (train/instances.json; val/instances.json for the trained categories,
 val/instances_novel.json for the held-out colour-shape combinations), a names file (names.json), FineHARD
@@ -25,6 +26,12 @@ def work(argv=None) -> int:
     parser.add_argument("--min-side", type=int, default=80, help="smallest image side in pixels (default 80)")
     parser.add_argument("--max-side", type=int, default=112, help="largest image side in pixels (default 112)")
     parser.add_argument("--no-textures", action="store_true", help="solid objects only (an easier world)")
+    parser.add_argument("--backgrounds", nargs="+", default=["flat"], choices=["flat", "textured"],
+                        help="backgrounds drawn per image: flat grey and/or textured grey (default flat)")
+    parser.add_argument("--sizes", nargs="+", default=["small", "large"], choices=["small", "large"],
+                        help="object sizes drawn per object (default small large)")
+    parser.add_argument("--colours", nargs="+", help="colours of the world (default red green blue yellow; "
+                                                       "also purple orange cyan)")
     parser.add_argument("--no-held-out", action="store_true", help="train on every colour-shape combination")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a folder that already has files (a world's files there are replaced)")
@@ -42,7 +49,12 @@ def work(argv=None) -> int:
 
     from fgdense.train.shapes_world import make_shapes_world
 
-    changes = dict(num_train=args.train, num_val=args.val, seed=args.seed, image_size=(args.min_side, args.max_side))
+    changes = dict(num_train=args.train, num_val=args.val, seed=args.seed, image_size=(args.min_side, args.max_side),
+                   backgrounds=tuple(args.backgrounds), sizes=tuple(args.sizes))
+    if args.colours:
+        changes["colours"] = tuple(args.colours)
+        # One held-out combination per colour while shapes last, as the default Latin square.
+        changes["held_out"] = tuple((c, s) for c, s in zip(args.colours, ("cross", "triangle", "square", "circle")))
     if args.no_textures:
         changes["textures"] = ("solid",)
     if args.no_held_out:

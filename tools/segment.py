@@ -30,12 +30,17 @@ def parse_args(argv):
                                                   "path a line; .jsonl: one {\"path\": ...} a line)")
     parser.add_argument("--labels", nargs="*", help="what to find: one label per argument; 'cat|猫' averages synonyms")
     parser.add_argument("--threshold", default="auto",
-                        help="background below this cosine score: auto = the model's 50%% match point, "
+                        help="background below this cosine score: auto = the threshold the checkpoint carries "
+                             "(calibrated on its fine-tuning masks) or else the model's 50%% match point, "
                              "none = every pixel gets its best label, or a number")
     parser.add_argument("--background", nargs="*", default=[], metavar="LABEL",
                         help="labels whose pixels count as background (e.g. sky wall floor)")
     parser.add_argument("--templates", action="store_true", help="average each label over prompt templates (EN/ZH)")
     parser.add_argument("--refine", action="store_true", help="snap mask boundaries to image edges (guided filter)")
+    parser.add_argument("--regions", choices=["pixels", "superpixels", "objects"],
+                        help="what one labelling decision covers: pixels; superpixels (scores averaged over SLIC "
+                             "superpixels); objects (each piece of foreground labelled as a whole by its box's "
+                             "region embedding). Default: the segmenter's (docs/segmentation.md)")
     parser.add_argument("--no-png", action="store_true", help="write the label map and JSON only (no pictures)")
     cli.bulk_flags(parser)
     return parser.parse_args(argv)
@@ -81,7 +86,7 @@ def work(argv) -> int:
         segmenter = Segmenter.from_pretrained(
             args.model, device=device, max_num_patches=budget, threshold=threshold, background_labels=args.background,
             templates=args.templates, refine=args.refine, precision=args.precision, text_mask=args.text_mask,
-            batch_size=options.batch_size)
+            batch_size=options.batch_size, **({"regions": args.regions} if args.regions else {}))
         return SegmentJob(segmenter, options.out, labels, pictures=not args.no_png, font=font, model_name=args.model,
                           cap=resolve_budget(budget, device))
 

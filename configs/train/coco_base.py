@@ -22,10 +22,13 @@ text_mask = "tokenizer"
 
 model = dict(
     # region: the main objective here (region embeddings against category names). text_intra is off:
-    # it only moves texts, and the text side is frozen. mask: mask-pooled regions (needs masks in the
-    # file); distill_*: stay close to the starting model's global / dense image features.
-    loss_weights=dict(long=1.0, short=1.0, region=1.0, text_intra=0.0, hard=0.5, mask=0.0, distill_global=0.0,
-                      distill_dense=0.0),
+    # it only moves texts, and the text side is frozen. dense: every patch against the batch's category
+    # texts and an explicit background, from the file's masks (nothing when the file has none; see
+    # docs/training.md). mask: mask-pooled regions; patch_region: patches pulled toward their box's
+    # region embedding (both measured and not kept, docs/quality.md). distill_*: stay close to the
+    # starting model's global / dense image features.
+    loss_weights=dict(long=1.0, short=1.0, region=1.0, text_intra=0.0, hard=0.5, mask=0.0, dense=1.0,
+                      patch_region=0.0, distill_global=0.0, distill_dense=0.0),
     # The text tower and the text heads: the embeddings of every name, trained on or not, stay put.
     frozen=["text_model.", "boxtext_head.", "longtext_head."],
 )
@@ -50,7 +53,7 @@ train_dataloader = dict(
         checkpoint=None,  # for negatives="confused" (default: the model's checkpoint)
         min_box_size=8,  # boxes narrower or lower than this (pixels) are skipped as tiny
         max_boxes=8,  # boxes per image and pass (a fresh random choice each pass)
-        masks=None,  # None: keep segmentations exactly when model.loss_weights.mask > 0
+        masks=None,  # None: keep segmentations when an objective reads them (dense, mask, patch_region > 0)
         hflip_prob=0.5,  # mirror left-right (boxes and masks too)
         vflip_prob=0.0,  # upside down: off for photographs
         crop_prob=0.0,  # random windows of crop_scale of the area (boxes min_visible inside are kept)

@@ -79,6 +79,9 @@ class CocoImage:
     boxes: np.ndarray  # (N, 4) normalised xyxy, clipped to [0, 1]
     categories: list  # N category ids
     segmentations: list  # N COCO segmentations (or None)
+    # Every annotation of the image is one of the N and has a segmentation: what no mask covers is
+    # background (dense supervision trains it as such only then).
+    complete: bool = False
 
 
 def _words(value, where: str) -> list[str]:
@@ -291,7 +294,10 @@ class CocoRegionDataset(Dataset):
                 raise CocoFormatError(f"{self.ann_file}: image {entry['id']!r} has neither 'file_name' nor 'coco_url'")
             entries[entry["id"]] = entry
         per_image: dict = {}
+        annotated: Counter = Counter()  # annotations naming each image, used or not
         for ann in data["annotations"]:
+            if isinstance(ann, dict) and ann.get("image_id") in entries:
+                annotated[ann["image_id"]] += 1
             if not isinstance(ann, dict) or not {"image_id", "category_id", "bbox"} <= set(ann):
                 self.counts["malformed"] += 1
             elif ann["image_id"] not in entries:
@@ -330,7 +336,9 @@ class CocoRegionDataset(Dataset):
             if not boxes:
                 self.counts["no_usable_box"] += 1
                 continue
-            images.append(CocoImage(path, int(width), int(height), np.asarray(boxes, dtype=np.float32), cats, segs))
+            complete = len(boxes) == annotated[image_id] and all(seg is not None for seg in segs)
+            images.append(CocoImage(path, int(width), int(height), np.asarray(boxes, dtype=np.float32), cats, segs,
+                                    complete))
         return images
 
     def _box(self, bbox, width: float, height: float, min_size: float, min_area: float):
@@ -442,7 +450,8 @@ class CocoRegionDataset(Dataset):
         record = Record(image.path, caption, short, language == "zh", boxes, texts,
                         boxes if self.num_negatives else np.zeros((0, 4), np.float32), hard_texts,
                         box_keys=keys, hard_keys=hard_keys if self.num_negatives else None,
-                        masks=masks, image_size=size)
+                        masks=masks, image_size=size, masks_complete=bool(
+                            masks is not None and image.complete and len(chosen) == len(image.categories)))
         return record, {"crop": crop, "flips": flips}
 
     def _crop(self, image: CocoImage, rng):

@@ -62,6 +62,8 @@ class Record:
     # height) those pixels refer to. None: no masks.
     masks: list | None = None
     image_size: tuple[int, int] | None = None
+    # The masks cover every object of the image (after crops and max_boxes): the rest is background.
+    masks_complete: bool = False
 
 
 def text_key(text: str) -> int:
@@ -224,8 +226,8 @@ class FineHARDCollator:
     images dropped) and ``epoch``. Keys (:func:`text_key` of what each text names; equal keys are the
     same thing): ``long_keys``, ``short_keys`` (B,), ``box_keys`` (B, M), ``hard_keys`` (B, H, 1+K).
     When some record has masks: ``box_masks`` (B, M, h, w), each box's mask area-averaged onto its
-    image's patch grid (h, w = the largest grid of the batch; zero outside an image's own grid), and
-    ``box_has_mask`` (B, M).
+    image's patch grid (h, w = the largest grid of the batch; zero outside an image's own grid),
+    ``box_has_mask`` (B, M) and ``background_known`` (B,): the image's masks cover all its objects.
 
     ``text_mask``: ``"none"`` (default) gives the text tower input ids only, as the official training
     does; ``"tokenizer"`` adds the attention masks the tokenizer returns (``long_mask``, ``short_mask``,
@@ -281,6 +283,7 @@ class FineHARDCollator:
         batch["hard_keys"] = self._keys([r.hard_keys or r.hard_texts for r in records], batch["hard_counts"],
                                         1 + self.num_negatives)
         if any(r.masks is not None for r in records):
+            batch["background_known"] = torch.tensor([r.masks_complete for r in records], dtype=torch.bool)
             batch["box_masks"], batch["box_has_mask"] = self._masks(records, batch["spatial_shapes"],
                                                                     batch["boxes"].shape[1])
         return batch

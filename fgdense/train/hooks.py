@@ -18,12 +18,13 @@ def unwrap(model):
     return model.module if is_model_wrapper(model) else model
 
 
-def export_checkpoint(stage2_model, folder, checkpoint: str) -> Path:
+def export_checkpoint(stage2_model, folder, checkpoint: str, finish=None) -> Path:
     """Write an fgdense checkpoint folder (config, safetensors, tokenizer, preprocessor) atomically.
 
     The folder is written next to its destination under a temporary name and renamed into place, so
     an interrupted export never leaves a half-written checkpoint. ``checkpoint`` is where the
-    tokenizer and preprocessor come from (the checkpoint training started from).
+    tokenizer and preprocessor come from (the checkpoint training started from). ``finish(tmp)``, if
+    given, runs on the written folder before it is renamed into place (e.g. to add a calibration).
     """
     from ..model.weights import save_checkpoint
     from ..processing.image import FGCLIP2ImageProcessor
@@ -34,6 +35,8 @@ def export_checkpoint(stage2_model, folder, checkpoint: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         save_checkpoint(stage2_model.model, tmp, load_tokenizer(checkpoint), FGCLIP2ImageProcessor.from_pretrained(checkpoint))
+        if finish is not None:
+            finish(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}-old")
             shutil.rmtree(old, ignore_errors=True)
@@ -50,19 +53,52 @@ class ExportHook(Hook):
 
     Writes ``<work_dir>/<name>`` (default ``export``) when training ends and, with ``interval`` > 0,
     ``<work_dir>/<name>_iter_<n>`` every ``interval`` iterations. Only the main process writes.
+
+    With ``calibrate`` (default) and COCO-format training data whose masks cover every object of some
+    images, the export carries a background threshold calibrated on up to ``calibration_images`` of them
+    (:mod:`fgdense.train.calibration`); otherwise none, and segmentation keeps the sigmoid match point.
     """
 
     priority = "LOW"
 
-    def __init__(self, name: str = "export", interval: int = 0):
+    def __init__(self, name: str = "export", interval: int = 0, calibrate: bool = True, calibration_images: int = 100):
         self.name = name
         self.interval = int(interval)
+        self.calibrate = bool(calibrate)
+        self.calibration_images = int(calibration_images)
 
     def _export(self, runner, folder_name: str) -> None:
         if is_main_process():
             model = unwrap(runner.model)
-            folder = export_checkpoint(model, Path(runner.work_dir) / folder_name, runner.cfg.model.checkpoint)
+            folder = export_checkpoint(model, Path(runner.work_dir) / folder_name, runner.cfg.model.checkpoint,
+                                       finish=lambda tmp: self._calibrate(runner, tmp))
             runner.logger.info(f"exported fgdense checkpoint to {folder}")
+
+    def _calibrate(self, runner, folder: Path) -> None:
+        """Add the calibrated background threshold to the written folder's config.json (if there are masks)."""
+        masked = [d for d in _datasets(runner.train_dataloader.dataset) if getattr(d, "with_masks", False)]
+        found = None
+        if self.calibrate and masked:
+            from ..processing.image import FGCLIP2ImageProcessor
+            from ..processing.text import load_tokenizer
+            from ..segment import Segmenter
+            from .calibration import calibrate_background
+
+            network = unwrap(runner.model).model
+            was_training = network.training
+            segmenter = Segmenter(network.eval(), FGCLIP2ImageProcessor.from_pretrained(folder), load_tokenizer(folder))
+            try:
+                with torch.no_grad():
+                    found = calibrate_background(segmenter, masked[0], self.calibration_images)
+            finally:
+                network.train(was_training)
+        # A threshold inherited from the starting checkpoint was measured on other weights: never kept.
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config.pop("background_threshold", None)
+        if found is not None:
+            config["background_threshold"] = found["background_threshold"]
+            runner.logger.info(f"background threshold calibrated on the training masks: {found}")
+        (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if self.interval > 0 and self.every_n_train_iters(runner, self.interval) and runner.iter + 1 < runner.max_iters:
@@ -70,6 +106,11 @@ class ExportHook(Hook):
 
     def after_train(self, runner) -> None:
         self._export(runner, self.name)
+
+
+def _datasets(dataset) -> list:
+    """The dataset, or the parts of a MixedDataset."""
+    return list(getattr(dataset, "datasets", None) or [dataset])
 
 
 class SkippedImagesHook(Hook):

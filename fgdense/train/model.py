@@ -6,10 +6,13 @@ the hard-negative threshold (a buffer, so it is checkpointed and resumed). Its `
 takes a batch of :class:`~fgdense.train.data.FineHARDCollator` and returns the weighted losses.
 
 Besides the four official objectives (global SigLIP on long and short captions, region-text
-contrastive, text intra-modal, hard negatives) there are three optional ones, off by default: ``mask``
-(mask-pooled region embeddings against their texts, for data with masks) and ``distill_global`` /
-``distill_dense`` (cosine distance of the global and dense image features to those of the frozen
-starting network, to keep what it knew).
+contrastive, text intra-modal, hard negatives) there are optional ones, off by default: ``mask``
+(mask-pooled region embeddings against their texts, for data with masks), ``dense`` (every patch against
+the batch's box texts and an explicit background, from the masks: :mod:`.dense_supervision`),
+``patch_region`` (each patch inside a mask pulled toward its box's region embedding), ``sub_box``
+(RoIAlign of 3x3-patch boxes inside masks against their box's text) and
+``distill_global`` / ``distill_dense`` (cosine distance of the global and dense image features to those
+of the frozen starting network, to keep what it knew).
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from torch import nn
 from ..bulk.distributed import active
 from ..model.boxes import roi_embeddings
 from ..model.modeling import FGCLIP2Model, grid_of
+from .dense_supervision import patch_losses
 from .losses import hard_negative_loss, region_contrastive_loss, siglip_loss, sync_threshold, text_intra_modal_loss
 
 # Objective weights of the official stage-2 recipe, then the optional objectives (off); 0 switches
 # an objective off.
-DEFAULT_WEIGHTS = dict(long=1.0, short=1.0, region=0.2, text_intra=0.1, hard=0.5, mask=0.0, distill_global=0.0,
-                       distill_dense=0.0)
+DEFAULT_WEIGHTS = dict(long=1.0, short=1.0, region=0.2, text_intra=0.1, hard=0.5, mask=0.0, dense=0.0,
+                       patch_region=0.0, sub_box=0.0, distill_global=0.0, distill_dense=0.0)
 # Texts of a frozen text side are encoded once and remembered, up to this many.
 TEXT_CACHE_SIZE = 16384
 
@@ -74,6 +78,9 @@ class FGCLIP2Stage2(BaseModel):
         self.logit_scale_finegraind = nn.Parameter(torch.tensor(float(logit_scale_init)))
         self.logit_scale_hardneg = nn.Parameter(torch.tensor(float(logit_scale_init)))
         self.register_buffer("hard_threshold", torch.zeros(()))
+        # The dense objective's own scale and the cosine its background logit stands for (learnt).
+        self.logit_scale_dense = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        self.background_cosine = nn.Parameter(torch.tensor(0.0))
         self.text_intra_topk = text_intra_topk
         self.text_intra_same_threshold = text_intra_same_threshold
         self.skipped_per_epoch: dict[int, int] = defaultdict(int)
@@ -160,7 +167,7 @@ class FGCLIP2Stage2(BaseModel):
                 out[f"loss_{walk}"] = w[walk] * siglip_loss(image, text, net.logit_scale, net.logit_bias, stats=stats,
                                                             keys=batch.get(f"{walk}_keys"))
         self.last_stats = stats
-        with_masks = bool(w["mask"]) and "box_masks" in batch
+        with_masks = bool(w["mask"] or w["dense"] or w["patch_region"] or w["sub_box"]) and "box_masks" in batch
         need_dense = w["region"] or w["text_intra"] or w["hard"] or with_masks or w["distill_dense"]
         dense = net.dense_features_from_hidden(vision.last_hidden_state, batch["pixel_attention_mask"]) if need_dense else None
         if w["region"] or w["text_intra"] or with_masks:
@@ -176,7 +183,9 @@ class FGCLIP2Stage2(BaseModel):
                 if w["text_intra"]:
                     out["loss_text_intra"] = w["text_intra"] * text_intra_modal_loss(
                         texts, self.text_intra_topk, self.text_intra_same_threshold)
-                if with_masks:
+                if with_masks and (w["dense"] or w["patch_region"] or w["sub_box"]):
+                    out.update(patch_losses(self, dense, batch, valid, texts, keys))
+                if with_masks and w["mask"]:
                     has = batch["box_has_mask"][valid]
                     if bool(has.any()):
                         pooled = self._mask_pooled(dense, batch["spatial_shapes"], batch["box_masks"])[valid][has]

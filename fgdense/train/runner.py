@@ -73,7 +73,8 @@ def _fill_dataset(cfg: Config, dataset, num_negatives: int, top: bool) -> None:
     The top-level ``ann_file`` / ``image_root`` / ... belong to the top-level dataset; the parts of a
     MixedDataset name their own. Every dataset gets the collator's ``num_negatives``, the model's
     checkpoint where it asks for one (hard negatives from the model's confusions) and, when its
-    ``masks`` is None, masks exactly when the mask objective is on.
+    ``masks`` is None, masks exactly when an objective that reads them (``mask``, ``dense``,
+    ``patch_region``) is on.
     """
     if dataset.get("type") == "MixedDataset":
         for part in dataset.get("datasets") or []:
@@ -88,7 +89,8 @@ def _fill_dataset(cfg: Config, dataset, num_negatives: int, top: bool) -> None:
     if "checkpoint" in dataset and dataset.checkpoint is None:
         dataset.checkpoint = cfg.model.checkpoint
     if "masks" in dataset and dataset.masks is None:
-        dataset.masks = bool((cfg.model.get("loss_weights") or {}).get("mask"))
+        weights = cfg.model.get("loss_weights") or {}
+        dataset.masks = any(bool(weights.get(name)) for name in ("mask", "dense", "patch_region", "sub_box"))
     if not top:
         return
     # data_root stands for the FineHARD layout (annotations/, images_en/, images_cn/) only.

@@ -30,11 +30,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 COLOURS = {"red": ((210, 35, 35), "红色"), "green": ((35, 165, 55), "绿色"), "blue": ((40, 75, 215), "蓝色"),
-           "yellow": ((235, 205, 25), "黄色")}
+           "yellow": ((235, 205, 25), "黄色"), "purple": ((130, 40, 170), "紫色"), "orange": ((240, 120, 20), "橙色"),
+           "cyan": ((20, 185, 200), "青色")}
+DEFAULT_COLOURS = ("red", "green", "blue", "yellow")  # the benchmark world; the others make variants
 SHAPES = {"circle": ("圆形", "disc"), "square": ("方块", "block"), "triangle": ("三角形", "wedge"),
           "cross": ("十字", "plus sign")}
 TEXTURES = {"solid": "纯色", "striped": "条纹", "dotted": "圆点"}
 SIZES = {"small": "小", "large": "大"}
+# What lies behind the objects: one flat grey, or a grey texture (soft blotches and fine stripes in
+# greys) that a patch must tell from a textured object by colour, not by being uniform.
+BACKGROUNDS = ("flat", "textured")
 # One held-out shape per colour and one colour per shape (a Latin square), so every colour and every
 # shape is trained on in other combinations.
 HELD_OUT = (("red", "cross"), ("green", "triangle"), ("blue", "square"), ("yellow", "circle"))
@@ -44,7 +49,7 @@ HELD_OUT = (("red", "cross"), ("green", "triangle"), ("blue", "square"), ("yello
 class WorldSpec:
     """What :func:`make_shapes_world` draws. The defaults are the benchmark world."""
 
-    colours: tuple[str, ...] = tuple(COLOURS)
+    colours: tuple[str, ...] = DEFAULT_COLOURS
     shapes: tuple[str, ...] = tuple(SHAPES)
     textures: tuple[str, ...] = tuple(TEXTURES)
     sizes: tuple[str, ...] = tuple(SIZES)
@@ -55,11 +60,13 @@ class WorldSpec:
     objects: tuple[int, int] = (1, 4)  # objects per image, inclusive
     # Object side in pixels for each size name (the larger image side scales it: these are for 96 px).
     size_px: dict = field(default_factory=lambda: {"small": (16, 24), "large": (28, 40)})
+    backgrounds: tuple[str, ...] = ("flat",)  # drawn per image
     seed: int = 0
 
     def check(self) -> None:
         for what, chosen, known in (("colour", self.colours, COLOURS), ("shape", self.shapes, SHAPES),
-                                    ("texture", self.textures, TEXTURES), ("size", self.sizes, SIZES)):
+                                    ("texture", self.textures, TEXTURES), ("size", self.sizes, SIZES),
+                                    ("background", self.backgrounds, BACKGROUNDS)):
             unknown = [c for c in chosen if c not in known]
             if unknown or not chosen:
                 raise ValueError(f"unknown or no {what}s {unknown}; known: {', '.join(known)}")
@@ -128,6 +135,17 @@ def _texture(texture: str, colour: tuple, size: tuple[int, int], rng: np.random.
     return fill
 
 
+def _grey_texture(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """An (H, W) grey pattern to add to a background: smooth blotches plus fine stripes, about +-30."""
+    width, height = size
+    coarse = rng.normal(0, 1, (height // 12 + 2, width // 12 + 2)).astype(np.float32)
+    blotches = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float32)
+    yy, xx = np.mgrid[0:height, 0:width]
+    angle = rng.uniform(0, math.pi)
+    stripes = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / rng.uniform(4, 9))
+    return 18 * blotches + 10 * stripes
+
+
 def _place(rng, width, height, side, taken) -> tuple[float, float] | None:
     """A centre for a ``side``-pixel object that keeps 2 pixels clear of the others, or None."""
     for _ in range(60):
@@ -146,6 +164,8 @@ def draw_image(spec: WorldSpec, combos: list[tuple[str, str]], rng: np.random.Ge
     width, height = (int(v) for v in rng.integers(spec.image_size[0], spec.image_size[1] + 1, size=2))
     grey = float(rng.uniform(95, 170))
     pixels = np.full((height, width, 3), grey, dtype=np.float32) + rng.normal(0, 4, (1, 1, 3))
+    if spec.backgrounds[int(rng.integers(len(spec.backgrounds)))] == "textured":
+        pixels += _grey_texture((width, height), rng)[..., None]
     labels = np.zeros((height, width), dtype=np.uint8)
     scale = max(width, height) / 96
     count = int(rng.integers(spec.objects[0], spec.objects[1] + 1))
