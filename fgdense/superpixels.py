@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import FGDenseError
+
 # About one superpixel per this many pixels (an 8x8 square): finer than a patch at every budget the
 # tools use on small images, coarse enough to average out noise. Capped for large photographs.
 PIXELS_PER_SUPERPIXEL = 64
@@ -17,8 +19,16 @@ MAX_SUPERPIXELS = 4000
 
 
 def superpixels(image, pixels_per_region: int = PIXELS_PER_SUPERPIXEL) -> np.ndarray:
-    """(H, W) int32 SLIC superpixel ids (0 ...) of an RGB PIL image or (H, W, 3) array."""
-    from skimage.segmentation import slic
+    """(H, W) int32 SLIC superpixel ids (0 ...) of an RGB PIL image or (H, W, 3) array.
+
+    SLIC comes from scikit-image, which fgdense does not install (only this mode needs it): without it
+    this is one clear error, not an import traceback.
+    """
+    try:
+        from skimage.segmentation import slic
+    except ImportError:
+        raise FGDenseError("regions='superpixels' needs scikit-image: pip install scikit-image "
+                           "(or use regions='objects' or 'pixels')") from None
 
     rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     count = int(np.clip(rgb.shape[0] * rgb.shape[1] // pixels_per_region, 1, MAX_SUPERPIXELS))
