@@ -23,7 +23,8 @@ from fgdense.train.data import FineHARDCollator
 from fgdense.train.model import FGCLIP2Stage2
 
 REGION_OBJECTIVES_OFF = {"model.loss_weights.region": 0.0, "model.loss_weights.hard": 0.0,
-                         "model.loss_weights.text_intra": 0.0, "model.loss_weights.mask": 0.0}
+                         "model.loss_weights.text_intra": 0.0, "model.loss_weights.mask": 0.0,
+                         "model.loss_weights.dense": 0.0}  # the COCO configs train patches from masks too
 
 
 def test_training_pools_regions_like_the_model(tmp_path, tiny_checkpoint):
