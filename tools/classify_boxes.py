@@ -39,16 +39,12 @@ def parse_args(argv):
 def check_args(args):
     """Every user mistake, found before the model loads and before anything is written."""
     from fgdense.bulk.command import box_sources, plan
-    from fgdense.errors import BoxError, FGDenseError, LabelError
+    from fgdense.errors import BoxError, FGDenseError
     from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font
-    from fgdense.io.inputs import read_lines_file
-    from fgdense.prompts import check_labels
+    from fgdense.io.inputs import tool_labels
 
-    labels = list(args.labels) + (read_lines_file(args.labels_file) if args.labels_file else [])
-    if not labels:
-        raise LabelError("give at least one label: --labels L1 L2 ... or --labels-file FILE")
-    labels = check_labels(labels)
+    labels = tool_labels(args.labels, args.labels_file)
     if args.top_k < 1:
         raise FGDenseError("--top-k must be at least 1")
     workers = cli.workers_setting(args.workers)

@@ -71,17 +71,13 @@ def read_masks(path: Path):
 def check_args(args):
     """Every user mistake, found before the model loads and before anything is written."""
     from fgdense.classify_masks import as_masks
-    from fgdense.errors import FGDenseError, LabelError
+    from fgdense.errors import FGDenseError
     from fgdense.io.files import check_output_folder, check_outputs
     from fgdense.io.fonts import choose_font
-    from fgdense.io.inputs import read_lines_file
+    from fgdense.io.inputs import tool_labels
     from fgdense.processing.image import load_image
-    from fgdense.prompts import check_labels
 
-    labels = list(args.labels) + (read_lines_file(args.labels_file) if args.labels_file else [])
-    if not labels:
-        raise LabelError("give at least one label: --labels L1 L2 ... or --labels-file FILE")
-    labels = check_labels(labels)
+    labels = tool_labels(args.labels, args.labels_file)
     if args.top_k < 1:
         raise FGDenseError("--top-k must be at least 1")
     budget = cli.max_patches_setting(args.max_patches)

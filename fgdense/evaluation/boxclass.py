@@ -17,7 +17,7 @@ import torch
 
 from ..bulk.distributed import current
 from ..classify import BoxClassifier
-from ..errors import BoxError, DatasetError, FGDenseError
+from ..errors import BoxError, FGDenseError
 from ..io.files import write_all, write_text
 from ..model.boxes import validate_boxes
 from ..prompts import EncodedLabels, TextEncoder
@@ -25,7 +25,7 @@ from . import predictions as pred
 from .boxclass_data import BoxClassDataset, load_boxclass_dataset
 from .boxclass_report import Tally, build_report, format_report
 from .protocols import Protocol, choose_protocol, custom_protocol
-from .runs import Evaluated, RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
+from .runs import box_dataset_inputs, Evaluated, RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
 
 TOP_K = 5
 
@@ -135,12 +135,7 @@ def evaluate_box_classification(classifier, annotations, images_dir, *, out=None
     every rank returns the same report. Accuracies are fractions in [0, 1]. ``status`` (a
     :class:`fgdense.cli.Status`) counts finished images, for the line an interruption prints.
     """
-    dataset = annotations if isinstance(annotations, BoxClassDataset) else load_boxclass_dataset(annotations)
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise DatasetError(f"images folder {images_dir} does not exist")
-    if workers < 0 or (max_images is not None and max_images < 0):
-        raise FGDenseError("workers must be >= 0 and max_images >= 0")
+    dataset, images_dir = box_dataset_inputs(annotations, images_dir, workers, max_images)
     task = _as_classifier(classifier)
     chosen = _protocol(protocol, prompts, dataset)
     ranks = current()

@@ -15,16 +15,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from ..bulk.distributed import current
-from ..errors import DatasetError, FGDenseError
+from ..errors import FGDenseError
 from ..ground import Grounder
 from ..model.boxes import validate_boxes
-from .boxclass_data import BoxClassDataset, load_boxclass_dataset
-from .runs import RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
+from .runs import box_dataset_inputs, RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
 
 NOT_SCORED = {"outside_images": "file name outside the images folder", "missing_image": "missing image",
               "unreadable_image": "unreadable image", "bad_ground_truth": "boxes outside the image"}
@@ -115,12 +113,7 @@ def evaluate_grounding(grounder, annotations, images_dir, *, out=None, workers: 
     """
     if not isinstance(grounder, Grounder):
         raise FGDenseError(f"evaluate_grounding measures a Grounder, got {type(grounder).__name__}")
-    dataset = annotations if isinstance(annotations, BoxClassDataset) else load_boxclass_dataset(annotations)
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise DatasetError(f"images folder {images_dir} does not exist")
-    if workers < 0 or (max_images is not None and max_images < 0):
-        raise FGDenseError("workers must be >= 0 and max_images >= 0")
+    dataset, images_dir = box_dataset_inputs(annotations, images_dir, workers, max_images)
     names = dict(dataset.categories)
     images = dataset.images[:max_images] if max_images is not None else dataset.images
     not_scored: Counter = Counter()

@@ -31,13 +31,26 @@ from ..bulk.jobs import RUN_KEY, Job, Prepared, Preparer, outputs_complete, run_
 from ..bulk.runner import RunOptions, run
 from ..checkpoint import fingerprint
 from ..dense import process_image, resolve_budget
-from ..errors import FGDenseError, ImageLoadError
+from ..errors import DatasetError, FGDenseError, ImageLoadError
 from ..io.files import write_json
 from ..io.sources import Item, path_key
 from ..processing.image import decode_as_stored
-from .boxclass_data import image_path
+from .boxclass_data import BoxClassDataset, image_path, load_boxclass_dataset
 
 RECORDS = "records"  # the per-image records' folder inside an evaluation's output folder
+
+
+def box_dataset_inputs(annotations, images_dir, workers: int, max_images: int | None):
+    """(dataset, images folder) of a box-annotated evaluation (box classification, grounding), checked:
+    ``annotations`` a :class:`BoxClassDataset` or its file; a missing folder or a negative count is one
+    clear error before any work."""
+    dataset = annotations if isinstance(annotations, BoxClassDataset) else load_boxclass_dataset(annotations)
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise DatasetError(f"images folder {images_dir} does not exist")
+    if workers < 0 or (max_images is not None and max_images < 0):
+        raise FGDenseError("workers must be >= 0 and max_images >= 0")
+    return dataset, images_dir
 
 
 def dataset_item(index: int, images_dir: Path, file_name: str, boxes=None, where: str = "") -> Item:

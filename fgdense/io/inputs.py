@@ -72,4 +72,15 @@ def read_lines_file(path, what: str = "labels file") -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_name", "parse_boxes", "read_boxes_file", "read_lines_file"]
+def tool_labels(labels, labels_file=None) -> list[str]:
+    """A labelling tool's labels: ``--labels`` then the lines of ``--labels-file``, checked; a
+    :class:`LabelError` when there are none."""
+    from ..prompts import check_labels
+
+    found = list(labels or []) + (read_lines_file(labels_file) if labels_file else [])
+    if not found:
+        raise LabelError("give at least one label: --labels L1 L2 ... or --labels-file FILE")
+    return check_labels(found)
+
+
+__all__ = ["IMAGE_SUFFIXES", "is_image_name", "parse_boxes", "read_boxes_file", "read_lines_file", "tool_labels"]

@@ -28,7 +28,6 @@ display name used for training texts), ``synonyms``, ``name_zh``, ``synonyms_zh`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
