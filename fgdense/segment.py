@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from .dense import DenseFeatures, loaded, rgb_of
 from .errors import FGDenseError
@@ -295,8 +296,11 @@ class Segmenter(Task):
         """Segment one image (path, PIL image or array) into ``labels`` plus background."""
         return self.segment_batch([image], labels, **overrides)[0]
 
-    def segment_batch(self, images: Sequence, labels: Sequence[str] | str, **overrides) -> list[SegmentationResult]:
-        """Segment several images with the same labels (one text encoding, one batched feature pass)."""
+    def segment_batch(self, images: Sequence, labels: Sequence[str] | str, progress: bool = False,
+                      **overrides) -> list[SegmentationResult]:
+        """Segment several images with the same labels: one text encoding, ``batch_size`` images a backbone
+        pass, each pass decided before the next is computed (so memory holds one pass's features, not all);
+        ``progress`` shows a bar over the images."""
         settings = self.configured(**overrides)
         threshold = self.resolve_threshold(settings.threshold)
         background = list(settings.background_labels)
@@ -306,8 +310,17 @@ class Segmenter(Task):
         inputs = [loaded(im) for im in images]  # decoded once; a ProcessedImage keeps its processing
         rgb = [rgb_of(im) for im in inputs]
         text = self.label_embeddings(labels + background, settings)
-        feats = self.image_features(inputs, settings)
-        return [self._decide(f, im, text, labels, background, threshold, settings) for f, im in zip(feats, rgb)]
+        results: list[SegmentationResult] = []
+        starts = range(0, len(inputs), settings.batch_size)
+        bar = tqdm(total=len(inputs), unit="image", desc="segmenting", disable=not progress or len(starts) <= 1)
+        for start in starts:
+            chunk = slice(start, start + settings.batch_size)
+            feats = self.image_features(inputs[chunk], settings)
+            results += [self._decide(f, im, text, labels, background, threshold, settings)
+                        for f, im in zip(feats, rgb[chunk])]
+            bar.update(len(feats))
+        bar.close()
+        return results
 
     def _decide(self, feats: DenseFeatures, image, text, labels, background, threshold, settings) -> SegmentationResult:
         scores = feats.upsample(feats.similarity(text)).cpu().numpy().astype(np.float32)

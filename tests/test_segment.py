@@ -253,3 +253,20 @@ def test_real_tiny_model_segments_and_auto_threshold_is_the_sigmoid_midpoint(tin
     want = feats.upsample(feats.similarity(text)).numpy()
     assert np.allclose(result.scores, want, atol=1e-5)
     assert (result.label_map == want.argmax(0)).all()
+
+
+def test_batch_size_images_a_pass_and_the_same_results(planted, capsys):
+    """``batch_size`` is honoured: 5 images at 2 a pass are 3 feature passes, and the results equal one pass."""
+    segmenter, image, _ = planted
+    images = [image, image.transpose(Image.FLIP_LEFT_RIGHT), image, image.transpose(Image.FLIP_TOP_BOTTOM), image]
+    passes = []
+    original = segmenter.image_features
+    segmenter.image_features = lambda chunk, settings=None: passes.append(len(chunk)) or original(chunk, settings)
+    small = segmenter.segment_batch(images, ["red", "blue"], batch_size=2, progress=True)
+    assert passes == [2, 2, 1]
+    assert "segmenting" in capsys.readouterr().err  # the bar, when asked for and more than one pass
+    passes.clear()
+    whole = segmenter.segment_batch(images, ["red", "blue"], batch_size=8)
+    assert passes == [5]
+    for a, b in zip(small, whole):
+        assert np.array_equal(a.label_map, b.label_map) and np.allclose(a.scores, b.scores)
