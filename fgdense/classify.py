@@ -17,12 +17,12 @@ import torch
 
 from .errors import FGDenseError
 from .prompts import EncodedLabels, check_labels
-from .regions import PROBABILITY_SCALE, RegionTask, cosine, labelled_detections, rounded
+from .regions import PROBABILITY_SCALE, LabelScores, RegionTask, cosine, labelled_detections, rounded
 from .task import TaskSettings
 
 
 @dataclass
-class BoxClassification:
+class BoxClassification(LabelScores):
     """Scores of one image's N boxes over K labels.
 
     ``cosine`` (N, K) is the cosine similarity of region and label embeddings; ``probabilities`` (N, K)
@@ -37,31 +37,16 @@ class BoxClassification:
     top_k: np.ndarray
     source: sv.Detections | None = dataclasses.field(default=None, repr=False)
 
-    @property
-    def top_labels(self) -> list[list[str]]:
-        return [[self.labels[j] for j in row] for row in self.top_k.tolist()]
-
     def to_detections(self) -> sv.Detections:
         """The boxes with ``class_id`` = best label, ``confidence`` = its probability, ``data["class_name"]``.
 
         Boxes that came as Detections keep their other fields; their own ``class_id``, ``confidence`` and
         ``class_name`` move to ``data["detector_class_id"]`` etc.
         """
-        best = self.top_k[:, 0] if len(self.top_k) else np.zeros(0, int)
-        return labelled_detections(self.source, self.boxes, best, self.probabilities[np.arange(len(best)), best],
-                                   [self.labels[j] for j in best.tolist()])
+        return labelled_detections(self.source, self.boxes, *self.best())
 
     def to_json(self) -> dict:
-        boxes = []
-        for i, row in enumerate(self.top_k.tolist()):
-            boxes.append({
-                "xyxy": rounded(self.boxes[i]),
-                "label": self.labels[row[0]],
-                "probability": round(float(self.probabilities[i, row[0]]), 6),
-                "cosine": round(float(self.cosine[i, row[0]]), 6),
-                "top_k": [{"label": self.labels[j], "probability": round(float(self.probabilities[i, j]), 6),
-                           "cosine": round(float(self.cosine[i, j]), 6)} for j in row],
-            })
+        boxes = [{"xyxy": rounded(self.boxes[i]), **self.scores_json(i)} for i in range(len(self.top_k))]
         return {"labels": list(self.labels), "boxes": boxes}
 
 

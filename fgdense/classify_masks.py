@@ -32,13 +32,13 @@ from .classify import BoxClassifierSettings
 from .dense import loaded, rgb_of
 from .errors import FGDenseError
 from .prompts import check_labels
-from .regions import PROBABILITY_SCALE, cosine, labelled_detections, rounded
+from .regions import PROBABILITY_SCALE, LabelScores, cosine, labelled_detections, rounded
 from .segment import mask_to_rle, mask_to_xyxy
 from .task import Task
 
 
 @dataclass
-class MaskClassification:
+class MaskClassification(LabelScores):
     """Scores of one image's N masks over K labels: ``cosine`` and ``probabilities`` (N, K), ``top_k``
     (N, k) label indices, best first; ``masks`` (N, H, W) bool; ``source`` the Detections given (if any)."""
 
@@ -50,10 +50,6 @@ class MaskClassification:
     source: sv.Detections | None = dataclasses.field(default=None, repr=False)
 
     @property
-    def top_labels(self) -> list[list[str]]:
-        return [[self.labels[j] for j in row] for row in self.top_k.tolist()]
-
-    @property
     def boxes(self) -> np.ndarray:
         """(N, 4) xyxy pixel boxes of the masks (right/bottom one past the last pixel)."""
         return np.stack([mask_to_xyxy(m) for m in self.masks]) if len(self.masks) else np.zeros((0, 4), np.float32)
@@ -61,26 +57,16 @@ class MaskClassification:
     def to_detections(self) -> sv.Detections:
         """The masks with ``class_id`` = best label, ``confidence`` = its probability, ``data["class_name"]``;
         Detections given keep their fields (their own class fields move to ``data["detector_..."]``)."""
-        best = self.top_k[:, 0] if len(self.top_k) else np.zeros(0, int)
-        confidence = self.probabilities[np.arange(len(best)), best]
-        names = [self.labels[j] for j in best.tolist()]
         if self.source is not None:
-            return labelled_detections(self.source, None, best, confidence, names)
-        found = labelled_detections(None, self.boxes, best, confidence, names)
+            return labelled_detections(self.source, None, *self.best())
+        found = labelled_detections(None, self.boxes, *self.best())
         found.mask = self.masks
         return found
 
     def to_json(self) -> dict:
-        out = []
-        for i, row in enumerate(self.top_k.tolist()):
-            out.append({
-                "xyxy": rounded(mask_to_xyxy(self.masks[i])), "area": int(self.masks[i].sum()),
-                "label": self.labels[row[0]], "probability": round(float(self.probabilities[i, row[0]]), 6),
-                "cosine": round(float(self.cosine[i, row[0]]), 6),
-                "top_k": [{"label": self.labels[j], "probability": round(float(self.probabilities[i, j]), 6),
-                           "cosine": round(float(self.cosine[i, j]), 6)} for j in row],
-                "rle": mask_to_rle(self.masks[i]),
-            })
+        boxes = self.boxes
+        out = [{"xyxy": rounded(boxes[i]), "area": int(self.masks[i].sum()), **self.scores_json(i),
+                "rle": mask_to_rle(self.masks[i])} for i in range(len(self.top_k))]
         return {"labels": list(self.labels), "masks": out}
 
 

@@ -83,6 +83,34 @@ def rounded(values, digits: int = 2) -> list[float]:
     return [round(float(v), digits) for v in values]
 
 
+class LabelScores:
+    """What box and mask results share: N regions scored over ``labels``, with ``cosine`` and
+    ``probabilities`` (N, K) and ``top_k`` (N, k) label indices, best first."""
+
+    labels: list[str]
+    cosine: np.ndarray
+    probabilities: np.ndarray
+    top_k: np.ndarray
+
+    @property
+    def top_labels(self) -> list[list[str]]:
+        return [[self.labels[j] for j in row] for row in self.top_k.tolist()]
+
+    def best(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Each region's best label: (index, probability, name)."""
+        best = self.top_k[:, 0] if len(self.top_k) else np.zeros(0, int)
+        return best, self.probabilities[np.arange(len(best)), best], [self.labels[j] for j in best.tolist()]
+
+    def scores_json(self, i: int) -> dict:
+        """Region ``i``'s best label and its top k, each with probability and cosine (JSON-ready)."""
+        def entry(j: int) -> dict:
+            return {"label": self.labels[j], "probability": round(float(self.probabilities[i, j]), 6),
+                    "cosine": round(float(self.cosine[i, j]), 6)}
+
+        row = self.top_k[i].tolist()
+        return {**entry(row[0]), "top_k": [entry(j) for j in row]}
+
+
 class RegionTask(Task):
     """A task on boxes of images. Its patch budget defaults to the checkpoint's own processing (as the
     official box-classification evaluation); a number runs each image at that budget (finer regions)."""
@@ -137,5 +165,5 @@ def cosine(regions: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return F.normalize(regions.float().cpu(), dim=-1) @ text.float().cpu().T
 
 
-__all__ = ["PROBABILITY_SCALE", "RegionTask", "as_boxes", "check_box_lists", "cosine", "labelled_detections",
+__all__ = ["PROBABILITY_SCALE", "LabelScores", "RegionTask", "as_boxes", "check_box_lists", "cosine", "labelled_detections",
            "rounded"]
