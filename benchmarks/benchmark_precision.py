@@ -108,7 +108,7 @@ def task_parity(arch: str, device, patches: int) -> list[dict]:
         segment = Segmenter(model, processor, tokenizer, threshold=None, refine=True, max_num_patches=patches, **common)
         classify = BoxClassifier(model, processor, tokenizer, **common)
         ground = Grounder(model, processor, tokenizer, **common)
-        grounding = ground.ground(image, phrases, boxes)
+        grounding = ground.ground(image, phrases, boxes=boxes)
         outcomes[way] = {"Segmenter (scores after interpolation and guided filter)": segment.segment(image, labels).scores,
                          "BoxClassifier (RoIAlign cosines)": classify.classify(image, boxes, labels).cosine,
                          "Grounder (box scores)": grounding.scores,

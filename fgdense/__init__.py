@@ -17,6 +17,7 @@ _PUBLIC = {
     "FGCLIP2Model": ".model",
     "FGCLIP2Config": ".config",
     "FGCLIP2ImageProcessor": ".processing",
+    "FGCLIP2Processor": ".processing",
     "load_image": ".processing",
     "load_tokenizer": ".processing",
     "tokenize": ".processing",

@@ -72,7 +72,7 @@ class BoxClassifier(RegionTask):
         return self.classify_batch([image], [boxes], labels, progress=False, **overrides)[0]
 
     def classify_batch(self, images: Sequence, boxes: Sequence, labels: Sequence[str] | EncodedLabels,
-                       progress: bool = False, **overrides) -> list[BoxClassification]:
+                       *, progress: bool = False, **overrides) -> list[BoxClassification]:
         """:meth:`classify` for many images (one box list each), ``batch_size`` images a backbone pass.
 
         ``labels`` may also be :class:`~fgdense.prompts.EncodedLabels` (embeddings made already, as the

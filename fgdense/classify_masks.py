@@ -27,13 +27,14 @@ from typing import Sequence
 import numpy as np
 import supervision as sv
 import torch
+from tqdm import tqdm
 
 from .classify import BoxClassifierSettings
 from .dense import loaded, rgb_of
 from .errors import FGDenseError
 from .prompts import check_labels
 from .regions import PROBABILITY_SCALE, LabelScores, cosine, labelled_detections, rounded
-from .segment import mask_to_rle, mask_to_xyxy
+from .segment import mask_extent, mask_to_rle, mask_to_xyxy
 from .task import Task
 
 
@@ -51,7 +52,7 @@ class MaskClassification(LabelScores):
 
     @property
     def boxes(self) -> np.ndarray:
-        """(N, 4) xyxy pixel boxes of the masks (right/bottom one past the last pixel)."""
+        """(N, 4) xyxy boxes of the masks, as ``supervision.mask_to_xyxy`` gives them (first and last pixel)."""
         return np.stack([mask_to_xyxy(m) for m in self.masks]) if len(self.masks) else np.zeros((0, 4), np.float32)
 
     def to_detections(self) -> sv.Detections:
@@ -118,9 +119,10 @@ class MaskClassifier(Task):
         """Label one image's masks (Detections with ``mask``, (N, H, W) bool or an (H, W) label image)."""
         return self.classify_batch([image], [masks], labels, **overrides)[0]
 
-    def classify_batch(self, images: Sequence, masks: Sequence, labels: Sequence[str], **overrides
-                       ) -> list[MaskClassification]:
-        """:meth:`classify` for many images (one mask set each), ``batch_size`` images a backbone pass."""
+    def classify_batch(self, images: Sequence, masks: Sequence, labels: Sequence[str], *, progress: bool = False,
+                       **overrides) -> list[MaskClassification]:
+        """:meth:`classify` for many images (one mask set each), ``batch_size`` images a backbone pass;
+        ``progress`` shows a bar over the images."""
         settings = self.configured(**overrides)
         labels = check_labels(labels)
         if isinstance(images, (str, bytes)) or len(images) != len(masks):
@@ -132,7 +134,10 @@ class MaskClassifier(Task):
         text = self.label_embeddings(labels, settings)
         k = min(settings.top_k, len(labels))
         results = []
-        for start in range(0, len(inputs), settings.batch_size):
+        starts = range(0, len(inputs), settings.batch_size)
+        bar = tqdm(total=len(inputs), unit="image", desc="classifying masks",
+                   disable=not progress or len(starts) <= 1)
+        for start in starts:
             chunk = range(start, min(start + settings.batch_size, len(inputs)))
             for i, feats in zip(chunk, self.image_features([inputs[i] for i in chunk], settings)):
                 array, source = checked[i]
@@ -142,13 +147,15 @@ class MaskClassifier(Task):
                 top = probabilities.topk(k, dim=-1).indices
                 results.append(MaskClassification(list(labels), array, scores.numpy(), probabilities.numpy(),
                                                   top.numpy(), source))
+            bar.update(len(chunk))
+        bar.close()
         return results
 
     @staticmethod
     def _pooled(feats, masks: np.ndarray, settings) -> torch.Tensor:
         if settings.pooling == "mask":
             return feats.mask_embeddings(masks)
-        return feats.region_embeddings(np.stack([mask_to_xyxy(m) for m in masks]))
+        return feats.region_embeddings(np.stack([mask_extent(m) for m in masks]))
 
 
 __all__ = ["MaskClassification", "MaskClassifier", "MaskClassifierSettings", "POOLINGS", "as_masks"]

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .companions import processor_for
 from .config import CPU_DEFAULT_PATCHES, GPU_DEFAULT_PATCHES, check_budget
 from .devices import autocast
 from .model.boxes import project_boxes, roi_embeddings, validate_boxes
 from .model.heads import dense_head_forward
 from .processing.image import load_image
+from .processing.processor import image_processor_for
 
 
 @dataclass
@@ -185,6 +185,7 @@ def process_image(processor, image, cap: int | None) -> ProcessedImage:
     """Decode (if needed) and process one image for the dense pass at patch cap ``cap`` (see
     :func:`dense_features_batch`); runs on the CPU and touches no model."""
     rgb = load_image(image.image if isinstance(image, ProcessedImage) else image)
+    processor = image_processor_for(processor=processor)
     if cap is None:
         inputs = processor(rgb)
     else:
@@ -213,7 +214,7 @@ def dense_features_batch(model, images: Iterable, processor=None, max_num_patche
     processor's dynamic budget is switched off); with ``None``, the processor's own choice. ``processor``
     defaults to the model's checkpoint's own.
     """
-    processor = processor_for(model, processor)
+    processor = image_processor_for(model, processor)
     cap = resolve_budget(max_num_patches, model.device)
     ready = [image if isinstance(image, ProcessedImage) and image.budget == cap else process_image(processor, image, cap)
              for image in images]

@@ -162,11 +162,11 @@ class Grounder(RegionTask):
 
     Settings = GrounderSettings
 
-    def ground(self, image, phrases: Sequence[str] | str, boxes=None, **overrides) -> Grounding:
+    def ground(self, image, phrases: Sequence[str] | str, *, boxes=None, **overrides) -> Grounding:
         """Ground ``phrases`` in ``image``: with ``boxes``, score each box; without, propose boxes."""
-        return self.ground_batch([image], phrases, None if boxes is None else [boxes], **overrides)[0]
+        return self.ground_batch([image], phrases, boxes=None if boxes is None else [boxes], **overrides)[0]
 
-    def ground_batch(self, images: Sequence, phrases: Sequence[str] | str, boxes: Sequence | None = None,
+    def ground_batch(self, images: Sequence, phrases: Sequence[str] | str, *, boxes: Sequence | None = None,
                      progress: bool = False, **overrides) -> list[Grounding]:
         """:meth:`ground` for several images with the same phrases; ``boxes`` is None or one list per image.
 

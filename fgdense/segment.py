@@ -147,9 +147,18 @@ class SegmentationResult:
 
 
 def mask_to_xyxy(mask: np.ndarray) -> np.ndarray:
-    """The pixel box [x0, y0, x1, y1) of a non-empty mask (x1, y1 one past the last pixel)."""
+    """The box of a non-empty mask as supervision gives it (``supervision.mask_to_xyxy``): x_min, y_min,
+    x_max, y_max of its first and last pixels, both ends inclusive. Results' ``to_detections()`` use it, so
+    the boxes agree with what users compute from the same masks."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
+    return np.array([cols[0], rows[0], cols[-1], rows[-1]], np.float32)
+
+
+def mask_extent(mask: np.ndarray) -> np.ndarray:
+    """The area a non-empty mask covers, [x0, y0, x1, y1) in image coordinates (x1, y1 one past the last
+    pixel): the box RoIAlign pools for it, since a box in fgdense's image coordinates spans [x0, x1)."""
+    x0, y0, x1, y1 = mask_to_xyxy(mask)
+    return np.array([x0, y0, x1 + 1, y1 + 1], np.float32)
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
@@ -182,7 +191,7 @@ def _label_objects(feats: DenseFeatures, label_map: np.ndarray, text, count: int
 
     height, width = label_map.shape
     pieces = [p for p in _components(label_map != BACKGROUND) if p.any()]
-    boxes = np.stack([mask_to_xyxy(piece) for piece in pieces]) if pieces else np.zeros((0, 4), np.float32)
+    boxes = np.stack([mask_extent(piece) for piece in pieces]) if pieces else np.zeros((0, 4), np.float32)
     small = [i for i, b in enumerate(boxes) if (b[2] - b[0]) * (b[3] - b[1]) <= OBJECT_MAX_BOX_SHARE * height * width]
     if not small:
         return label_map
@@ -296,7 +305,7 @@ class Segmenter(Task):
         """Segment one image (path, PIL image or array) into ``labels`` plus background."""
         return self.segment_batch([image], labels, **overrides)[0]
 
-    def segment_batch(self, images: Sequence, labels: Sequence[str] | str, progress: bool = False,
+    def segment_batch(self, images: Sequence, labels: Sequence[str] | str, *, progress: bool = False,
                       **overrides) -> list[SegmentationResult]:
         """Segment several images with the same labels: one text encoding, ``batch_size`` images a backbone
         pass, each pass decided before the next is computed (so memory holds one pass's features, not all);
@@ -343,4 +352,4 @@ class Segmenter(Task):
 
 __all__ = ["BACKGROUND", "REGION_MODES", "Segmenter",
            "SegmenterSettings", "SegmentationResult", "check_threshold", "guided_filter",
-           "mask_to_rle", "mask_to_xyxy"]
+           "mask_extent", "mask_to_rle", "mask_to_xyxy"]

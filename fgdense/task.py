@@ -1,7 +1,9 @@
 """The one shape every task has (segmentation, box classification, grounding, and any later one).
 
-* ``Task(model, processor=None, tokenizer=None, **settings)``: a model and, if not given, its
-  checkpoint's own image processor and tokenizer (:mod:`fgdense.companions`);
+* ``Task(model, processor=None, tokenizer=None, **settings)``: a model and its ``FGCLIP2Processor``
+  (image processor + tokenizer); ``processor`` may also be just an ``FGCLIP2ImageProcessor`` with the
+  ``tokenizer`` beside it, and what is not given comes from the model's checkpoint
+  (:meth:`fgdense.processing.processor.FGCLIP2Processor.for_model`);
 * ``Task.from_pretrained(name_or_path, device=None, dtype=None, **settings)``: all three from a
   checkpoint folder or hub id (``device=None`` means ``"auto"``: CUDA when available, else CPU);
 * settings are keyword arguments of the constructor, kept in ``task.settings`` (a frozen dataclass
@@ -26,13 +28,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from .companions import processor_for, tokenizer_for
 from .dense import DenseFeatures, budget_setting, dense_features_batch
 from .devices import check_precision
 from .errors import FGDenseError
 from .model import FGCLIP2Model
-from .processing.image import FGCLIP2ImageProcessor
-from .processing.text import check_text_mask, load_tokenizer
+from .processing.processor import FGCLIP2Processor
+from .processing.text import check_text_mask
 from .prompts import TextEncoder
 
 
@@ -79,9 +80,8 @@ class Task:
 
     def __init__(self, model, processor=None, tokenizer=None, **settings):
         self.model = model
-        self.processor = processor_for(model, processor)
         # A model built in memory has no checkpoint to take a tokenizer from: text work then asks for one.
-        self.tokenizer = tokenizer_for(model, tokenizer)
+        self.processor = FGCLIP2Processor.for_model(model, processor, tokenizer)
         self.settings = self._settings(self.Settings, settings)
         self._encoders: dict[tuple, TextEncoder] = {}
 
@@ -89,8 +89,15 @@ class Task:
     def from_pretrained(cls, name_or_path, device=None, dtype=None, **settings):
         """Model, image processor and tokenizer of a checkpoint folder or model-hub id."""
         model = FGCLIP2Model.from_pretrained(name_or_path, device="auto" if device is None else device, dtype=dtype)
-        return cls(model, FGCLIP2ImageProcessor.from_pretrained(name_or_path), load_tokenizer(name_or_path),
-                   **settings)
+        return cls(model, FGCLIP2Processor.from_pretrained(name_or_path), **settings)
+
+    @property
+    def image_processor(self):
+        return self.processor.image_processor
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
 
     # ------------------------------------------------------------------------------ settings
     def _settings(self, base, overrides: dict):
@@ -110,7 +117,7 @@ class Task:
     def image_features(self, images: Sequence, settings=None) -> list[DenseFeatures]:
         """Dense features of RGB PIL images, at the settings' patch budget and precision."""
         settings = settings or self.settings
-        return dense_features_batch(self.model, images, self.processor, settings.max_num_patches,
+        return dense_features_batch(self.model, images, self.image_processor, settings.max_num_patches,
                                     settings.max_batch_tokens, settings.precision)
 
     def text_encoder(self, walk_type: str = "box", settings=None) -> TextEncoder:

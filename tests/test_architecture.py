@@ -12,7 +12,7 @@ LAYERS = [
     {"errors", "versions"},
     {"checkpoint", "config", "devices"},
     {"model", "processing"},
-    {"companions", "dense", "prompts", "superpixels", "tiny"},
+    {"dense", "prompts", "superpixels", "tiny"},
     {"task"},
     {"regions", "segment", "classify", "classify_masks", "ground"},
     {"io"},
@@ -154,10 +154,14 @@ def test_one_module_touches_torch_distributed():
 
 
 def test_one_tokenizer_loader():
-    """Every tokenizer comes from processing.text.load_tokenizer (companions.tokenizer_for for a model's own)."""
+    """Every tokenizer comes from processing.text.load_tokenizer, and only FGCLIP2Processor calls it: the
+    library, the tools, the demo and training take a checkpoint's tokenizer through the one processor
+    (tiny.py builds the tiny checkpoints' tokenizer from scratch)."""
     root = PACKAGE.parent
-    files = FILES + sorted((root / "tools").glob("*.py"))
+    files = FILES + sorted((root / "tools").glob("*.py")) + sorted((root / "benchmarks").glob("*.py"))
     loading = {str(p.relative_to(root)) for p in files
                if any(word in p.read_text(encoding="utf-8") for word in ("AutoTokenizer", "TokenizerFast",
                                                                          "GemmaTokenizer"))}
     assert loading <= {"fgdense/processing/text.py", "fgdense/tiny.py"}, loading
+    calling = {str(p.relative_to(root)) for p in files if "load_tokenizer(" in p.read_text(encoding="utf-8")}
+    assert calling == {"fgdense/processing/text.py", "fgdense/processing/processor.py"}, calling

@@ -42,11 +42,14 @@ def test_a_mask_on_whole_cells_scores_as_their_mean_feature(classifier, image):
     # Label values in increasing order: 2 then 5.
     np.testing.assert_allclose(result.cosine, expected.numpy(), atol=1e-5)
     assert result.top_k.shape == (2, 2) and result.masks.shape == (2, 64, 96)
-    # By default a mask is pooled from its box: the same scores as box classification of those boxes.
+    # By default a mask is pooled from the box it covers: the same scores as box classification of those
+    # boxes (its extent, one past the last pixel; result.boxes are supervision's inclusive ones).
     from fgdense import BoxClassifier
+    from fgdense.segment import mask_extent
 
-    boxes = BoxClassifier(classifier.model, classifier.processor, classifier.tokenizer, max_num_patches=24).classify(
-        image, result.boxes, LABELS)
+    extents = np.stack([mask_extent(m) for m in result.masks])
+    assert np.array_equal(extents, result.boxes + [0, 0, 1, 1])
+    boxes = BoxClassifier(classifier.model, classifier.processor, max_num_patches=24).classify(image, extents, LABELS)
     np.testing.assert_allclose(classifier.classify(image, label, LABELS).cosine, boxes.cosine, atol=1e-5)
 
 
@@ -62,7 +65,9 @@ def test_detections_in_detections_out(classifier, image):
     assert list(out.data["class_name"]) == [LABELS[k] for k in result.top_k[:, 0]]
     payload = result.to_json()
     assert [m["area"] for m in payload["masks"]] == [32 * 32, 10 * 20]
-    assert payload["masks"][0]["xyxy"] == [8.0, 8.0, 40.0, 40.0]
+    assert payload["masks"][0]["xyxy"] == [8.0, 8.0, 39.0, 39.0]  # first and last pixel, as supervision
+    plain = classifier.classify(image, masks, LABELS).to_detections()
+    assert np.array_equal(plain.xyxy, sv.mask_to_xyxy(masks))
     # The same masks as a plain array, and in a batch, give the same scores.
     np.testing.assert_allclose(classifier.classify(image, masks, LABELS).cosine, result.cosine, atol=1e-6)
     batch = classifier.classify_batch([image, image], [masks, masks[:1]], LABELS)

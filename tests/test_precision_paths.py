@@ -78,7 +78,7 @@ def test_grounder_with_candidate_boxes_and_proposals(photo, tiny_checkpoint, pat
     phrases = ["a cat", "一只猫", "the grass on the left"]
     boxes = [[10, 10, 120, 100], [50, 40, 190, 140], [0, 0, 60, 60]]
     fp32, other = build(Grounder, tiny_checkpoint, "fp32"), build(Grounder, tiny_checkpoint, path)
-    reference, result = fp32.ground(photo, phrases, boxes), other.ground(photo, phrases, boxes)
+    reference, result = fp32.ground(photo, phrases, boxes=boxes), other.ground(photo, phrases, boxes=boxes)
     assert np.abs(result.scores - reference.scores).max() <= COSINE_TOLERANCE
     same, _ = same_where_clear(result.best_indices, reference.best_indices, reference.scores, axis=1)
     assert same

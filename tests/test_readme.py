@@ -1,6 +1,7 @@
 """The README as printed: every ```bash command and ```python snippet runs, in a fresh folder, offline,
 with the tiny checkpoint the README's second command writes (```text blocks are usage synopses)."""
 
+import codeop
 import re
 import subprocess
 import sys
@@ -47,3 +48,34 @@ def test_readme_block_runs_as_printed(workdir, index):
                               env=env)
     assert done.returncode == 0, f"{kind} block {index} failed:\n{text}\n{done.stderr[-3000:]}"
     assert "Traceback" not in done.stderr
+
+
+def _first_paste_error(text: str):
+    """The SyntaxError an interactive prompt gives when ``text`` is pasted into it line by line (a statement
+    right after an indented block, with no blank line, is one), else None. Nothing is run."""
+    buffer: list[str] = []
+    for line in text.splitlines() + [""]:
+        buffer.append(line)
+        try:
+            done = codeop.compile_command("\n".join(buffer), "<stdin>", "single")
+        except SyntaxError as err:
+            return err
+        if done is not None:
+            buffer = []
+    return None
+
+
+def test_paste_check_catches_a_statement_after_a_block():
+    assert _first_paste_error("with open('x') as f:\n    a = 1\nb = 2\n") is not None
+    assert _first_paste_error("with open('x') as f:\n    a = 1\n\nb = 2\n") is None
+
+
+PYTHON_BLOCKS = [(path, text) for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+                 for text in re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)]
+
+
+@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)),
+                         ids=lambda i: f"{PYTHON_BLOCKS[i][0].name}-{i}")
+def test_python_blocks_paste_into_a_prompt(index):
+    path, text = PYTHON_BLOCKS[index]
+    assert _first_paste_error(text) is None, f"{path.name}: this block cannot be pasted into python:\n{text}"

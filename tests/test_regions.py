@@ -208,7 +208,7 @@ def test_planted_grounding_with_candidate_boxes(planted):
     grounder = PlantedGrounder(grids, tokenizer)
     distractors = [[0, 0, 160, 120], [20, 70, 60, 110]]
     phrases = ["red mug", "一只狗", "cat", LONG_PHRASE]
-    result = grounder.ground(images[0], phrases, boxes[0] + distractors)
+    result = grounder.ground(images[0], phrases, boxes=boxes[0] + distractors)
     assert result.walk_types == ["box", "box", "box", "long"]
     assert list(result.best_indices) == [2, 1, 0, 2]
     assert result.scores.shape == (4, 5)
@@ -218,7 +218,7 @@ def test_planted_grounding_with_candidate_boxes(planted):
     # Candidate boxes given as Detections: each phrase's winner keeps its detector fields.
     candidates = sv.Detections(xyxy=np.asarray(boxes[0] + distractors, dtype=np.float32),
                                tracker_id=np.arange(100, 105))
-    found = grounder.ground(images[0], phrases, candidates).to_detections()
+    found = grounder.ground(images[0], phrases, boxes=candidates).to_detections()
     assert list(found.tracker_id) == [102, 101, 100, 102] and list(found.class_id) == [0, 1, 2, 3]
 
 

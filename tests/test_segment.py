@@ -1,13 +1,14 @@
 """Open-vocabulary segmentation: planted-signal recovery, background rules, detections, refinement."""
 
 import numpy as np
+import supervision as sv
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from fgdense.dense import DenseFeatures, rgb_of
-from fgdense.segment import BACKGROUND, Segmenter, guided_filter, mask_to_rle, mask_to_xyxy
+from fgdense.segment import BACKGROUND, Segmenter, guided_filter, mask_extent, mask_to_rle, mask_to_xyxy
 
 GREY, RED, BLUE, GREEN = (128, 128, 128), (220, 30, 30), (30, 40, 220), (40, 200, 40)
 
@@ -129,7 +130,8 @@ def test_detections_match_the_planted_regions(planted):
         assert dets.confidence[i] == pytest.approx(result.scores[i][dets.mask[i]].mean())
         x0, y0, x1, y1 = dets.xyxy[i]
         rows, cols = np.nonzero(dets.mask[i])
-        assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max(), rows.max())  # supervision's convention
+    assert np.array_equal(dets.xyxy, sv.mask_to_xyxy(dets.mask))
     # The red rectangle's box is the planted one, to within the boundary blur.
     assert np.abs(dets.xyxy[0] - np.array([8, 12, 60, 52])).max() <= 3
 
@@ -227,7 +229,10 @@ def test_refinement_improves_recovery_of_off_grid_regions():
 def test_mask_helpers():
     mask = np.zeros((5, 7), bool)
     mask[1:3, 2:6] = True
-    assert list(mask_to_xyxy(mask)) == [2, 1, 6, 3]
+    assert list(mask_extent(mask)) == [2, 1, 6, 3]  # what RoIAlign pools: one past the last pixel
+    # Detections' boxes agree with supervision's own reading of the same masks (last pixel included).
+    assert list(mask_to_xyxy(mask)) == [2, 1, 5, 2]
+    assert np.array_equal(mask_to_xyxy(mask), sv.mask_to_xyxy(mask[None])[0])
     assert mask_to_rle(mask)["size"] == [5, 7]
 
 

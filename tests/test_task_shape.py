@@ -74,6 +74,27 @@ def test_the_constructors_and_from_pretrained_have_one_signature():
         assert loader[:3] == ["name_or_path", "device", "dtype"], task
 
 
+REGIONS = {"boxes", "masks"}
+TEXTS = {"labels", "phrases"}
+
+
+@pytest.mark.parametrize("task", list(JOBS), ids=lambda t: t.__name__)
+def test_every_job_takes_its_arguments_in_one_order(task):
+    """The rule for every job and its batch: image(s), then the regions it must score (boxes or masks) if it
+    has required ones, then the texts; anything optional (Grounder's candidate boxes, progress, settings) by
+    keyword only, so a positional mix-up cannot pass silently."""
+    job = JOBS[task][0]
+    for name, first in ((job, "image"), (job + "_batch", "images")):
+        parameters = list(inspect.signature(getattr(task, name)).parameters.values())[1:]
+        positional = [p.name for p in parameters
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        assert positional[0] == first, (task, name)
+        assert positional[-1] in TEXTS and set(positional[1:-1]) <= REGIONS, (task, name, positional)
+        assert all(p.default is inspect.Parameter.empty for p in parameters if p.name in positional), (task, name)
+        if name.endswith("_batch"):
+            assert "progress" in {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}, (task, name)
+
+
 @pytest.mark.parametrize("task", list(JOBS), ids=lambda t: t.__name__)
 def test_settings_are_checked_and_overridable_per_call(task, parts):
     instance = task(*parts, max_num_patches=64)

@@ -36,9 +36,8 @@ def test_each_category_ranks_the_ones_its_boxes_are_mistaken_for_first(monkeypat
     regions = torch.stack([BASIS[1] + 0.2 * BASIS[0], BASIS[2] + 0.2 * BASIS[1], BASIS[2]])
     model = PlantedModel([regions])
     monkeypatch.setattr("fgdense.model.modeling.FGCLIP2Model.from_pretrained", lambda *a, **k: model)
-    monkeypatch.setattr("fgdense.processing.image.FGCLIP2ImageProcessor.from_pretrained",
-                        lambda *a, **k: (lambda pixels: {}))
-    monkeypatch.setattr("fgdense.processing.text.load_tokenizer", lambda *a, **k: None)
+    monkeypatch.setattr("fgdense.processing.processor.FGCLIP2Processor.from_pretrained",
+                        lambda *a, **k: SimpleNamespace(image_processor=lambda pixels: {}, tokenizer=None))
     monkeypatch.setattr("fgdense.prompts.encode_text", lambda model, tokenizer, texts, walk: BASIS[[0, 1, 2]])
     monkeypatch.setattr(mining, "_load", lambda path: np.zeros((30, 40, 3), np.uint8))
     ranking = mining.confusion_ranking("planted", dataset, device="cpu", progress=False)

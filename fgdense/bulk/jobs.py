@@ -303,7 +303,7 @@ class GroundJob(Job):
         without = [i for i, p in enumerate(group) if p.boxes is None]
         if with_boxes:
             found = self.task.ground_batch([group[i].image for i in with_boxes], self.phrases,
-                                           [group[i].boxes for i in with_boxes])
+                                           boxes=[group[i].boxes for i in with_boxes])
             for i, result in zip(with_boxes, found):
                 results[i] = result
         if without:

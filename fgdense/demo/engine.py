@@ -31,7 +31,6 @@ from PIL import Image, ImageDraw
 
 from ..classify import BoxClassifier
 from ..cli import one_line
-from ..companions import processor_for, tokenizer_for
 from ..config import ARCHITECTURES, MAX_PATCHES
 from ..dense import resolve_budget
 from ..errors import BoxError, FGDenseError, ImageLoadError, LabelError
@@ -43,7 +42,7 @@ from ..io.inputs import parse_boxes, read_boxes_file
 from ..io.outputs import write_segmentation
 from ..io.segment_pictures import heatmap_grid
 from ..processing.image import load_image
-from ..processing.text import load_tokenizer
+from ..processing.processor import FGCLIP2Processor
 from ..prompts import check_labels, check_phrases
 from ..segment import BACKGROUND, SegmentationResult, Segmenter
 from .cache import DEFAULT_CAPACITY, FeatureCache, cached_task, image_digest
@@ -226,14 +225,13 @@ class DemoEngine:
                  name: str | None = None):
         self.model = model
         # Resolved once: the three tasks must hold the same processor, which the cache key includes.
-        processor = processor_for(model, processor)
-        tokenizer = tokenizer_for(model, tokenizer)
+        processor = FGCLIP2Processor.for_model(model, processor, tokenizer)
         self.cache = FeatureCache(cache_capacity)
         common = dict(feature_cache=self.cache, max_num_patches=max_num_patches, precision=precision,
                       text_mask=text_mask)
-        self.segmenter = cached_task(Segmenter)(model, processor, tokenizer, **common)
-        self.classifier = cached_task(BoxClassifier)(model, processor, tokenizer, **common)
-        self.grounder = cached_task(Grounder)(model, processor, tokenizer, **common)
+        self.segmenter = cached_task(Segmenter)(model, processor, **common)
+        self.classifier = cached_task(BoxClassifier)(model, processor, **common)
+        self.grounder = cached_task(Grounder)(model, processor, **common)
         self.name = name or getattr(model, "name_or_path", type(model).__name__)
         self.font = font
         self.max_upload_bytes = max_upload_bytes
@@ -249,11 +247,9 @@ class DemoEngine:
     @classmethod
     def from_pretrained(cls, name_or_path, device=None, dtype=None, **options) -> "DemoEngine":
         from ..model import FGCLIP2Model
-        from ..processing.image import FGCLIP2ImageProcessor
 
         model = FGCLIP2Model.from_pretrained(name_or_path, device="auto" if device is None else device, dtype=dtype)
-        return cls(model, FGCLIP2ImageProcessor.from_pretrained(name_or_path), load_tokenizer(name_or_path),
-                   name=str(name_or_path), **options)
+        return cls(model, FGCLIP2Processor.from_pretrained(name_or_path), name=str(name_or_path), **options)
 
     # ------------------------------------------------------------------------------------ facts for the page
     @property
@@ -451,7 +447,7 @@ class DemoEngine:
             lettering = choose_font(short, self.font, warn=False)
             before = self.cache.computed
             progress(0.1, self._features_step(image))
-            result = self.grounder.ground(image, phrases, array)
+            result = self.grounder.ground(image, phrases, boxes=array)
             progress(0.7, "drawing the pictures")
             found = result.to_detections()
             picture = draw_boxes(image, found, score_labels([_short(n) for n in found.data["class_name"]],

@@ -61,7 +61,7 @@ class GroundingJob(RecordJob):
             by_phrases.setdefault(tuple(self.phrases[prepared.item.index]), []).append(i)
         for phrases, members in by_phrases.items():
             found = self.task.ground_batch([group[i].image for i in members], list(phrases),
-                                           [group[i].boxes for i in members])
+                                           boxes=[group[i].boxes for i in members])
             for i, result in zip(members, found):
                 results[i] = result
         return results

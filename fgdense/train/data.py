@@ -384,11 +384,11 @@ def mask_on_grid(segmentation, image_size: tuple[int, int], grid_hw: tuple[int, 
 
 @lru_cache(maxsize=4)
 def _collator(checkpoint: str, num_negatives: int, max_num_patches: int | None, text_mask: str) -> FineHARDCollator:
-    from ..processing.image import FGCLIP2ImageProcessor
-    from ..processing.text import load_tokenizer
+    from ..processing.processor import FGCLIP2Processor
 
-    return FineHARDCollator(load_tokenizer(checkpoint), FGCLIP2ImageProcessor.from_pretrained(checkpoint),
-                            num_negatives, max_num_patches, text_mask)
+    companions = FGCLIP2Processor.from_pretrained(checkpoint)
+    return FineHARDCollator(companions.tokenizer, companions.image_processor, num_negatives, max_num_patches,
+                            text_mask)
 
 
 def finehard_collate(items: list[dict], checkpoint: str, num_negatives: int = 10,

@@ -27,14 +27,14 @@ def export_checkpoint(stage2_model, folder, checkpoint: str, finish=None) -> Pat
     given, runs on the written folder before it is renamed into place (e.g. to add a calibration).
     """
     from ..model.weights import save_checkpoint
-    from ..processing.image import FGCLIP2ImageProcessor
-    from ..processing.text import load_tokenizer
+    from ..processing.processor import FGCLIP2Processor
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        save_checkpoint(stage2_model.model, tmp, load_tokenizer(checkpoint), FGCLIP2ImageProcessor.from_pretrained(checkpoint))
+        companions = FGCLIP2Processor.from_pretrained(checkpoint)
+        save_checkpoint(stage2_model.model, tmp, companions.tokenizer, companions.image_processor)
         if finish is not None:
             finish(tmp)
         if folder.exists():
@@ -79,14 +79,13 @@ class ExportHook(Hook):
         masked = [d for d in _datasets(runner.train_dataloader.dataset) if getattr(d, "with_masks", False)]
         found = None
         if self.calibrate and masked:
-            from ..processing.image import FGCLIP2ImageProcessor
-            from ..processing.text import load_tokenizer
+            from ..processing.processor import FGCLIP2Processor
             from ..segment import Segmenter
             from .calibration import calibrate_background
 
             network = unwrap(runner.model).model
             was_training = network.training
-            segmenter = Segmenter(network.eval(), FGCLIP2ImageProcessor.from_pretrained(folder), load_tokenizer(folder))
+            segmenter = Segmenter(network.eval(), FGCLIP2Processor.from_pretrained(folder))
             try:
                 with torch.no_grad():
                     found = calibrate_background(segmenter, masked[0], self.calibration_images)

@@ -20,17 +20,17 @@ def confusion_ranking(checkpoint, dataset, max_images: int = 256, batch_size: in
     without a sampled box, and ties, are ranked by how close the model finds the names themselves.
     """
     from ..model.modeling import FGCLIP2Model
-    from ..processing.image import FGCLIP2ImageProcessor
-    from ..processing.text import load_tokenizer
+    from ..processing.processor import FGCLIP2Processor
     from ..prompts import encode_text
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = FGCLIP2Model.from_pretrained(checkpoint, device=device).eval()
-    processor = FGCLIP2ImageProcessor.from_pretrained(checkpoint)
+    companions = FGCLIP2Processor.from_pretrained(checkpoint)
+    processor = companions.image_processor
     ids = dataset.category_ids
     index = {c: i for i, c in enumerate(ids)}
     names = [dataset.categories[c].name for c in ids]
-    text = encode_text(model, load_tokenizer(checkpoint), names, "box")
+    text = encode_text(model, companions.tokenizer, names, "box")
     mass = torch.zeros(len(ids), len(ids), dtype=torch.float64)
     rng = np.random.default_rng(0)
     sample = rng.permutation(len(dataset.images))[:max_images]
