@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LabelError
-from .processing.text import check_printable, check_text_mask, check_texts, tokenize
+from .labels import check_labels, check_phrases, check_texts, split_synonyms  # noqa: F401  (re-exported)
+from .processing.text import check_text_mask, tokenize
 
 ENGLISH_TEMPLATES = (
     "{}.",
@@ -66,37 +67,6 @@ def encode_text(model, tokenizer, texts, walk_type: str = "short", *, normalize:
         parts.append(model.get_text_features(**inputs, walk_type=walk_type).float())
     feats = torch.cat(parts)
     return F.normalize(feats, dim=-1) if normalize else feats
-
-
-def split_synonyms(label: str) -> list[str]:
-    """``"cat|猫"`` -> ``["cat", "猫"]``; blank parts are dropped."""
-    parts = [part.strip() for part in str(label).split("|")]
-    parts = [part for part in parts if part]
-    if not parts:
-        raise LabelError(f"label {label!r} is empty")
-    return parts
-
-
-def check_labels(labels: Sequence[str] | str, what: str = "label") -> list[str]:
-    """A non-empty list of distinct, printable, non-blank labels, or a :class:`LabelError` naming the bad one."""
-    labels = check_texts(labels, what)
-    seen: dict[str, int] = {}
-    for index, label in enumerate(labels):
-        check_printable(label, what)
-        split_synonyms(label)
-        key = label.strip().lower()
-        if key in seen:
-            raise LabelError(f"duplicate {what} {label!r} (positions {seen[key]} and {index})")
-        seen[key] = index
-    return labels
-
-
-def check_phrases(phrases: Sequence[str] | str) -> list[str]:
-    """A non-empty list of printable, non-blank phrases (repeats are allowed: each is grounded)."""
-    phrases = check_texts(phrases, "phrase")
-    for phrase in phrases:
-        check_printable(phrase, "phrase")
-    return phrases
 
 
 def is_chinese(text: str) -> bool:

@@ -45,7 +45,7 @@ def check_args(args):
     from fgdense.ground import Grounder
     from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font
-    from fgdense.prompts import check_phrases
+    from fgdense.labels import check_phrases
 
     phrases = check_phrases(args.phrases)
     settings = Grounder.Settings(proposal_threshold=args.proposal_threshold, max_proposals=args.max_proposals,

@@ -53,7 +53,7 @@ def check_args(args):
     from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font
     from fgdense.io.sources import Sources
-    from fgdense.prompts import check_labels
+    from fgdense.labels import check_labels
 
     if not args.labels:
         raise LabelError("give at least one label to find: --labels L1 L2 ...")

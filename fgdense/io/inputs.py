@@ -75,7 +75,7 @@ def read_lines_file(path, what: str = "labels file") -> list[str]:
 def tool_labels(labels, labels_file=None) -> list[str]:
     """A labelling tool's labels: ``--labels`` then the lines of ``--labels-file``, checked; a
     :class:`LabelError` when there are none."""
-    from ..prompts import check_labels
+    from ..labels import check_labels
 
     found = list(labels or []) + (read_lines_file(labels_file) if labels_file else [])
     if not found:

@@ -14,12 +14,12 @@ The text policy, in one place:
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Sequence
 
 from ..checkpoint import resolve_checkpoint
 from ..config import TEXT_LENGTH, check_walk_type
 from ..errors import CheckpointError, LabelError
+from ..labels import check_printable, check_texts  # noqa: F401  (part of this module's interface)
 
 TEXT_MASKS = ("tokenizer", "none")
 
@@ -47,33 +47,6 @@ def check_text_mask(text_mask: str) -> str:
         raise LabelError(f"unknown text_mask {text_mask!r}; use 'tokenizer' (the mask the tokenizer returns, "
                          "as the official evaluation) or 'none' (input ids only, as the official training)")
     return text_mask
-
-
-def check_texts(texts: Sequence[str] | str, what: str = "caption") -> list[str]:
-    """A non-empty list of strings, or a clear error."""
-    if isinstance(texts, str):
-        texts = [texts]
-    try:
-        texts = list(texts)
-    except TypeError:
-        raise LabelError(f"expected a list of {what}s, got {type(texts).__name__}") from None
-    if not texts:
-        raise LabelError(f"empty {what} list: give at least one {what}")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise LabelError(f"{what} {index} is a {type(text).__name__}, not a string")
-    return texts
-
-
-def check_printable(text: str, what: str) -> str:
-    """``text`` if it is not blank and holds no control characters (a tab, a newline, an escape...)."""
-    bad = sorted({ch for ch in text if unicodedata.category(ch) == "Cc"})
-    if bad:
-        shown = ", ".join(f"U+{ord(ch):04X}" for ch in bad)
-        raise LabelError(f"{what} {text!r} holds control characters ({shown}); labels are plain text")
-    if not text.strip():
-        raise LabelError(f"{what} {text!r} is blank")
-    return text
 
 
 def tokenize(tokenizer, texts: Sequence[str] | str, walk_type: str = "short", *, lowercase: bool = True,
