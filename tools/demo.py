@@ -76,14 +76,24 @@ def work(argv) -> int:
 
         choose_font([], args.font, warn=False)
     device = cli.device_of(args.device)
-    require_gradio()
+    from fgdense.demo.workdir import WorkDir
 
-    from fgdense.demo.engine import DemoEngine
+    # The demo's own folder, made before gradio is imported: gradio fixes some of its temporary folders
+    # at import, and every one of them must go into this folder, which is removed at exit.
+    files = WorkDir()
+    try:
+        os.environ["GRADIO_TEMP_DIR"] = str(files.gradio)
+        require_gradio()
+        from fgdense.demo.engine import DemoEngine
+
+        print(f"loading {args.model} on {device} ...", flush=True)
+        engine = DemoEngine.from_pretrained(args.model, device=device, precision=args.precision,
+                                            text_mask=args.text_mask, font=args.font, work_dir=files.path, **budget)
+    except BaseException:
+        files.remove()
+        raise
     from fgdense.demo.page import serve
 
-    print(f"loading {args.model} on {device} ...", flush=True)
-    engine = DemoEngine.from_pretrained(args.model, device=device, precision=args.precision,
-                                        text_mask=args.text_mask, font=args.font, **budget)
     # A plain kill (SIGTERM) stops the server as Ctrl-C does, so the run's files are removed either way.
     signal.signal(signal.SIGTERM, _interrupt)
     page, stopped = None, False

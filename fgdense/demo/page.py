@@ -89,9 +89,10 @@ def _share_uploads(gr, engine: DemoEngine, tabs: list[dict]) -> None:
 
 def _clear_on_change(gr, inputs: list, outputs: list) -> None:
     """Results vanish as soon as an input they came from changes: a page never shows answers to
-    questions no longer asked. Not queued behind a running job (no model work)."""
+    questions no longer asked. Queued like the jobs, so the clearing a change asks for comes before the
+    answer of a job started after it, and after that of a job started before it."""
     for component in inputs:
-        component.change(lambda: [None] * len(outputs), None, outputs, queue=False, show_progress="hidden")
+        component.change(lambda: [None] * len(outputs), None, outputs, show_progress="hidden")
 
 
 def _progress_of(progress):
