@@ -96,7 +96,8 @@ def test_every_tool_and_the_demo_tab_default_to_their_task_s_budget(engine):
 
     argv = {"segment": ["x.jpg", "--labels", "cat"], "classify_boxes": ["x.jpg", "--labels", "cat"],
             "ground": ["x.jpg", "--phrases", "cat"], "classify_masks": ["x.jpg", "--masks", "m.png"]}
-    tasks = {"segment": Segmenter, "classify_boxes": BoxClassifier, "ground": Grounder, "classify_masks": MaskClassifier}
+    tasks = {"segment": Segmenter, "classify_boxes": BoxClassifier, "ground": Grounder,
+             "classify_masks": MaskClassifier}
     for name, args in argv.items():
         flag = _tool(name).parse_args(args).max_patches
         assert cli.max_patches_setting(flag) == tasks[name].Settings().max_num_patches, name
@@ -122,7 +123,8 @@ def test_every_result_file_starts_with_the_image_its_size_and_the_settings(kind,
         "boxes": (BoxClassifier, lambda t: t.classify(image, np.array(BOXES), ["cat", "dog"]),
                   outputs.write_box_classification),
         "grounding": (Grounder, lambda t: t.ground(image, ["a cat"]), outputs.write_grounding),
-        "masks": (MaskClassifier, lambda t: t.classify(image, masks, ["cat", "dog"]), outputs.write_mask_classification),
+        "masks": (MaskClassifier, lambda t: t.classify(image, masks, ["cat", "dog"]),
+                  outputs.write_mask_classification),
     }
     task_class, run, write = jobs[kind]
     task = task_class.from_pretrained(tiny_checkpoint, device="cpu", max_num_patches=64, precision="fp32")
