@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import tempfile
 import uuid
