@@ -161,6 +161,7 @@ class Grounder(RegionTask):
     """Ground phrases (English or Chinese) in images: among candidate boxes, or proposed from heatmaps."""
 
     Settings = GrounderSettings
+    walk = "box, long beyond 64 tokens"  # per phrase (walk_type_for); each phrase's JSON names its own
 
     def ground(self, image, phrases: Sequence[str] | str, *, boxes=None, **overrides) -> Grounding:
         """Ground ``phrases`` in ``image``: with ``boxes``, score each box; without, propose boxes."""

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from .defaults import DENSE_MAX_PATCHES
 from .dense import DenseFeatures, loaded, rgb_of
 from .errors import FGDenseError
 from .prompts import check_labels
@@ -137,7 +138,7 @@ class SegmentationResult:
                 "rle": mask_to_rle(self.label_map == k),
             })
         return {
-            "image_size": [height, width],
+            "image_size_hw": [height, width],
             "labels": list(self.labels),
             "background_labels": list(self.background_labels),
             "threshold": self.threshold,
@@ -245,7 +246,7 @@ class SegmenterSettings(TaskSettings):
     best in docs/quality.md). The patch budget defaults to ``"auto"``.
     """
 
-    max_num_patches: int | str | None = "auto"
+    max_num_patches: int | str | None = DENSE_MAX_PATCHES  # fgdense.defaults: the tool and the demo share it
     threshold: float | str | None = "auto"
     background_labels: tuple[str, ...] = ()
     refine: bool = False

@@ -28,8 +28,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from .dense import DenseFeatures, budget_setting, dense_features_batch
-from .devices import check_precision
+from .defaults import REGION_MAX_PATCHES
+from .dense import DenseFeatures, budget_setting, dense_features_batch, resolve_budget
+from .devices import auto_precision, check_precision
 from .errors import FGDenseError
 from .model import FGCLIP2Model
 from .processing.processor import FGCLIP2Processor
@@ -51,7 +52,7 @@ def as_number(value) -> float:
 class TaskSettings:
     """Settings every task has (see the module docstring)."""
 
-    max_num_patches: int | str | None = None
+    max_num_patches: int | str | None = REGION_MAX_PATCHES  # fgdense.defaults: one default for library and tools
     precision: str = "auto"
     text_mask: str = "tokenizer"
     templates: bool | tuple[str, ...] = False
@@ -77,6 +78,7 @@ class Task:
     """Base of the task classes; see the module docstring for the shape they share."""
 
     Settings = TaskSettings
+    walk = "box"  # the text walk labels are encoded with (recorded with every result)
 
     def __init__(self, model, processor=None, tokenizer=None, **settings):
         self.model = model
@@ -112,6 +114,26 @@ class Task:
     def configured(self, **overrides):
         """This task's settings with per-call ``overrides`` applied (checked like the constructor's)."""
         return self._settings(self.settings, overrides) if overrides else self.settings
+
+    def settings_json(self, **overrides) -> dict:
+        """The settings a result is made with, as its JSON records them: the device, the precision and the
+        patch budget as they resolve there (``max_patches``: a number, or ``"checkpoint"`` for the
+        checkpoint's own processing), the weights' dtype, the text walk, then every other setting of the
+        task with ``overrides`` applied. Batch sizes are left out: they say how, not what, is computed."""
+        settings = self.configured(**overrides)
+        device = getattr(self.model, "device", None)
+        dtype = getattr(self.model, "dtype", None)
+        precision = settings.precision
+        if precision == "auto" and device is not None:
+            precision = auto_precision(device, dtype)
+        cap = resolve_budget(settings.max_num_patches, device or "cpu")
+        record = {"device": str(device), "precision": precision, "dtype": str(dtype).replace("torch.", ""),
+                  "max_patches": "checkpoint" if cap is None else cap, "walk": self.walk}
+        for item in dataclasses.fields(settings):
+            if item.name not in ("max_num_patches", "precision", "batch_size", "max_batch_tokens"):
+                value = getattr(settings, item.name)
+                record[item.name] = list(value) if isinstance(value, tuple) else value
+        return record
 
     # ------------------------------------------------------------------- model-facing steps
     def image_features(self, images: Sequence, settings=None) -> list[DenseFeatures]:

@@ -68,10 +68,10 @@ def test_budgets_up_to_16384_are_honoured_and_larger_refused():
 def test_box_tool_outputs_are_ordinary_files(tmp_path):
     from PIL import Image
 
-    from fgdense.io.outputs import write_result
+    from fgdense.io.files import json_text, write_all, write_picture, write_text
 
     picture = Image.new("RGB", (4, 4))
-    write_result(tmp_path / "g.json", {"a": 1}, tmp_path / "g.png", picture)
+    write_all([(tmp_path / "g.json", write_text(json_text({"a": 1}))), (tmp_path / "g.png", write_picture(picture))])
     umask = os.umask(0)
     os.umask(umask)
     for name in ("g.json", "g.png"):

@@ -109,12 +109,12 @@ def test_the_jobs_write_the_tools_files(engine):
 
 
 def test_old_run_folders_are_removed(tiny_checkpoint, tmp_path):
-    from fgdense.demo import engine as module
+    from fgdense.demo.workdir import KEEP_RUNS
 
     small = DemoEngine.from_pretrained(tiny_checkpoint, device="cpu", max_num_patches=64, work_dir=tmp_path)
-    for _ in range(module.KEEP_RUNS + 3):
+    for _ in range(KEEP_RUNS + 3):
         small.point_similarity(CAT, 10, 10)
-    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == module.KEEP_RUNS
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == KEEP_RUNS
     small.close()
     assert not tmp_path.exists()
 
@@ -158,7 +158,7 @@ def test_unreadable_and_too_large_images_are_named_by_their_file_name(engine, tm
                                         max_upload_bytes=10_000, max_pixels=100_000)
     _, message = guarded(strict.segment, CAT, "cat")
     assert "the image cat.jpg is 31 KB; the demo takes images up to 10 KB" in message
-    strict.max_upload_bytes = 10**9
+    strict.uploads.max_upload_bytes = 10**9
     Image.new("RGB", (400, 300)).save(tmp_path / "wide.png")
     _, message = guarded(strict.segment, tmp_path / "wide.png", "cat")
     assert "is 400x300 pixels; the demo takes images up to 0.1 megapixels" in message
@@ -216,6 +216,45 @@ def test_the_page_says_a_tiny_checkpoint_shows_the_format(engine):
 
     assert released_size(architecture_config("base")) == "base"
     assert engine.budget_choices == [256, 576, 1024, 2304, 4096]  # a CPU stops at 4096
+
+
+def test_the_notice_names_each_tab_s_budget_by_default(tiny_checkpoint, tmp_path):
+    default = DemoEngine.from_pretrained(tiny_checkpoint, device="cpu", work_dir=tmp_path / "w")
+    assert default.budgets == {"Segment": 1024, "Label boxes": None, "Ground": None}
+    assert ("Segment at 1024 patches; Label boxes and Ground at the checkpoint's own patch budget"
+            in default.notice())
+    default.close()
+
+
+def test_stopping_waits_for_the_running_job_and_refuses_new_ones(tiny_checkpoint, tmp_path):
+    """Stopping while a job runs (a Segment click, then Ctrl-C) waits for it: a job thread still inside
+    torch when the interpreter exits aborts it ('terminate called without an active exception')."""
+    import threading
+
+    busy = DemoEngine.from_pretrained(tiny_checkpoint, device="cpu", max_num_patches=64, work_dir=tmp_path / "w")
+    started, go_on = threading.Event(), threading.Event()
+    answers = []
+
+    def progress(fraction, text):
+        if text.startswith("image features"):  # inside the job, before the model pass
+            started.set()
+            go_on.wait(30)
+
+    worker = threading.Thread(target=lambda: answers.append(guarded(busy.segment, CAT, "cat", progress=progress)))
+    worker.start()
+    assert started.wait(30) and busy.busy()
+    busy.stop()
+    assert guarded(busy.segment, CAT, "cat") == (None, "error: the demo is stopping; start it again to go on")
+    closer = threading.Thread(target=busy.close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive() and (tmp_path / "w").is_dir()  # still waiting for the job
+    go_on.set()
+    worker.join(30)
+    closer.join(30)
+    assert not closer.is_alive() and not (tmp_path / "w").exists()
+    assert answers[0][0] is not None and answers[0][1] == ""  # the running job finished whole
+    assert not busy.busy() and busy.close(timeout=1)
 
 
 # ---------------------------------------------------------------------------------------- the tool

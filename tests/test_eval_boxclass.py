@@ -111,6 +111,12 @@ def full_run(dataset, tmp_path_factory):
     return report, out / "predictions.jsonl"
 
 
+def test_the_report_records_the_settings(full_run):
+    report, _ = full_run
+    assert report["settings"]["model"] == str(CHECKPOINT)
+    assert report["settings"]["max_patches"] == "checkpoint" and report["settings"]["precision"] == "fp32"
+
+
 # ------------------------------------------------------------------------------ the official protocols
 @pytest.mark.parametrize("protocol", ["boxclass-cn", "coco", "lvis"])
 @pytest.mark.parametrize("mask", ["tokenizer returns a mask", "tokenizer returns no mask"])
@@ -273,7 +279,8 @@ def _stamps(folder: Path) -> dict:
 
 
 def _without_model(report: dict) -> dict:
-    return {k: v for k, v in report.items() if k not in ("model",)}
+    """A report without what the tool adds to the evaluation's own (the model named, the settings)."""
+    return {k: v for k, v in report.items() if k not in ("model", "settings")}
 
 
 def test_a_rerun_skips_recorded_images_and_redoes_cut_or_missing_records(dataset, full_run, ref_model, tmp_path):

@@ -78,6 +78,8 @@ def test_the_tool_on_a_tiny_checkpoint(tmp_path, tiny_checkpoint):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert report["phrases"] == 5 and 0 <= report["right"] <= 5 and report["model"] == str(tiny_checkpoint)
+    settings = report["settings"]  # what the numbers were made with, as every tool's JSON records it
+    assert settings["max_patches"] == "checkpoint" and settings["precision"] == "fp32" and settings["device"] == "cpu"
     assert "grounding accuracy" in done.stdout
     # The annotation file is never an output; a missing folder is one line.
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "eval_grounding.py"), "--ann", str(ann), "--images",

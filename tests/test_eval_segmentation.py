@@ -224,6 +224,9 @@ def test_tool_runs_on_both_layouts_with_the_tiny_checkpoint(tmp_path, tiny_check
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "folder_out" / "report.json").read_text())
     assert report["images"] == 2 and report["scored_pixels"] == 21 and 0 <= report["miou"] <= 1
+    assert report["settings"]["max_patches"] == 16 and report["settings"]["precision"] == "fp32"
+    text = (tmp_path / "folder_out" / "report.json").read_text()
+    assert '"threshold": 0.1,' in text  # the tiny model's float32 cosine 0.10000000149011612, spelt as typed
     assert "mIoU" in run.stdout
 
     path, _ = _coco_file(tmp_path)

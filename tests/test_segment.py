@@ -162,7 +162,7 @@ def test_summary_rle_decodes_to_the_masks(planted):
     segmenter, image, _ = planted
     result = segmenter.segment(image, ["red", "blue"])
     summary = result.to_json()
-    assert summary["image_size"] == [96, 128] and summary["threshold"] == 0.5
+    assert summary["image_size_hw"] == [96, 128] and summary["threshold"] == 0.5
     for k, seg in enumerate(summary["segments"]):
         rle = {"size": seg["rle"]["size"], "counts": seg["rle"]["counts"].encode()}
         assert (mask_utils.decode(rle).astype(bool) == result.masks[k]).all()

@@ -38,7 +38,7 @@ def test_planted_signal_through_the_written_files(tmp_path):
     labels = ["红色方块", "blue disc"]
     (tmp_path / "out").mkdir()
     result = segmenter.segment(tmp_path / "scene.png", labels)
-    write_segmentation(image, result, tmp_path / "out", "scene", extra_json={"image": str(tmp_path / "scene.png")})
+    write_segmentation(image, result, tmp_path / "out", "scene", {"image": str(tmp_path / "scene.png")})
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted("scene" + suffix for suffix in OUTPUTS)  # and no temporary files left
     data = json.loads((tmp_path / "out" / "scene.json").read_text(encoding="utf-8"))
@@ -74,8 +74,8 @@ def test_the_title_command_runs_on_a_real_photograph(tmp_path, tiny_checkpoint):
     assert sorted(p.name for p in out.iterdir()) == sorted("img" + s for s in OUTPUTS)
     assert "warning" not in run.stderr  # the bundled font draws 电脑: no system CJK font needed
     data = json.loads((out / "img.json").read_text(encoding="utf-8"))
-    assert data["labels"] == ["电脑", "cat"] and data["image_size"] == [300, 451]
-    assert data["max_patches"] == 1024 and isinstance(data["threshold"], float)
+    assert data["labels"] == ["电脑", "cat"] and data["image_size_hw"] == [300, 451]
+    assert data["settings"]["max_patches"] == 1024 and isinstance(data["threshold"], float)
     total = data["background_area"] + sum(s["area"] for s in data["segments"])
     assert total == 300 * 451
     for suffix in OUTPUTS[:3]:

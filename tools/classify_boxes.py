@@ -19,11 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from fgdense import cli  # noqa: E402
+from fgdense.defaults import REGION_MAX_PATCHES, max_patches_flag  # noqa: E402
 
 
 def parse_args(argv):
     parser = cli.parser(__doc__.splitlines()[0], out_help="output folder (created; default ./classify_out)",
-                        out_default="classify_out", max_patches="checkpoint", font=True)
+                        out_default="classify_out", max_patches=max_patches_flag(REGION_MAX_PATCHES), font=True)
     parser.add_argument("images", nargs="+", help="image file (with --boxes), or JSONL manifests of images and boxes, "
                                                   "folders or more images")
     parser.add_argument("--boxes", help="JSON file of [x1, y1, x2, y2] pixel boxes of the one image given")

@@ -17,11 +17,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from fgdense import cli  # noqa: E402
+from fgdense.defaults import REGION_MAX_PATCHES, max_patches_flag  # noqa: E402
 
 
 def parse_args(argv):
     parser = cli.parser(__doc__.splitlines()[0], out_help="output folder (created; default ./classify_masks_out)",
-                        out_default="classify_masks_out", max_patches="checkpoint", font=True)
+                        out_default="classify_masks_out", max_patches=max_patches_flag(REGION_MAX_PATCHES),
+                        font=True)
     parser.add_argument("image", help="the image the masks belong to")
     parser.add_argument("--masks", required=True, help="label PNG, .npy array or JSON of COCO RLE masks")
     parser.add_argument("--labels", nargs="*", default=[], help='labels; "cat|猫" averages synonyms')
@@ -84,26 +86,13 @@ def check_args(args):
     image = load_image(args.image)
     masks, _ = as_masks(read_masks(Path(args.masks)), (image.height, image.width), f"masks file {args.masks}")
     out = check_output_folder(args.out)
-    stem = Path(args.image).stem
-    paths = {"json": out / f"{stem}.json"} | ({} if args.no_png else {"png": out / f"{stem}.png"})
+    from fgdense.io.outputs import result_paths
+
+    paths = result_paths(out, Path(args.image).stem, pictures=not args.no_png)
     check_outputs(paths, {"image": args.image, "masks file": args.masks, "labels file": args.labels_file},
                   folders=False)
     font = None if args.no_png else choose_font(labels, args.font)
     return labels, budget, image, masks, paths, font
-
-
-def picture(image, result, font):
-    """The image with every mask tinted in its label's colour (later masks over earlier ones), and a legend."""
-    import numpy as np
-
-    from fgdense.io.segment_pictures import overlay
-    from fgdense.segment import BACKGROUND, SegmentationResult
-
-    label_map = np.full(result.masks.shape[1:], BACKGROUND, np.int32)
-    for mask, row in zip(result.masks, result.top_k):
-        label_map[mask] = row[0]
-    scores = np.zeros((len(result.labels), *label_map.shape), np.float32)
-    return overlay(image, SegmentationResult(result.labels, scores, label_map), font=font)
 
 
 def work(argv) -> int:
@@ -112,19 +101,19 @@ def work(argv) -> int:
     device = cli.device_of(args.device)
 
     from fgdense.classify_masks import MaskClassifier
-    from fgdense.io.outputs import write_result
+    from fgdense.io.outputs import header, write_mask_classification
 
     classifier = MaskClassifier.from_pretrained(args.model, device=device, max_num_patches=budget,
                                                 templates=args.templates, top_k=args.top_k, precision=args.precision,
                                                 text_mask=args.text_mask, pooling=args.pooling)
     cli.status.start(1, "image")
     result = classifier.classify(image, masks, labels)
-    payload = {"image": str(args.image), "model": args.model, **result.to_json()}
-    rendered = None if args.no_png else picture(image, result, font)
     with cli.output_folder(paths["json"].parent):
-        write_result(paths["json"], payload, paths.get("png"), rendered)
+        write_mask_classification(image, result, paths["json"].parent, Path(args.image).stem,
+                                  header(args.image, image, classifier, args.model), font=font,
+                                  pictures=not args.no_png)
     cli.status.done = 1
-    best = [m["label"] for m in payload["masks"]]
+    best = result.best()[2]
     print(f"{len(best)} mask(s) labelled: {', '.join(best[:10])}{' ...' if len(best) > 10 else ''}; "
           f"written to {paths['json']}")
     return 0

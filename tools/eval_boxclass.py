@@ -90,7 +90,7 @@ def work(argv) -> int:
     finally:
         leave()
     if ranks.main:
-        report["model"] = args.model
+        report.update(model=args.model, settings={"model": args.model, **classifier.settings_json()})
         write_report(report, report_path, plot_path, format_report(report, args.categories_shown), args.font)
     return 0
 

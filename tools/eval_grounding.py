@@ -73,8 +73,7 @@ def work(argv) -> int:
     finally:
         leave()
     if ranks.main:
-        report.update(model=args.model, max_patches=args.max_patches or "checkpoint", text_mask=args.text_mask,
-                      templates=args.templates)
+        report.update(model=args.model, settings={"model": args.model, **grounder.settings_json()})
         write_report(report, report_path, None, format_grounding_report(report))
     return 0
 

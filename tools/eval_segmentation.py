@@ -115,7 +115,7 @@ def work(argv) -> int:
         leave()
     if ranks.main:
         report.update(model=args.model, threshold=segmenter.resolve_threshold(settings.threshold),
-                      max_patches=args.max_patches, text_mask=args.text_mask)
+                      settings={"model": args.model, **segmenter.settings_json()})
         write_report(report, report_path, plot_path, format_report(report), args.font)
     return 0
 

@@ -21,10 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from fgdense import cli  # noqa: E402
+from fgdense.defaults import REGION_MAX_PATCHES, max_patches_flag  # noqa: E402
 
 def parse_args(argv):
     parser = cli.parser(__doc__.splitlines()[0], out_help="output folder (created; default ./ground_out)",
-                        out_default="ground_out", max_patches="checkpoint", font=True)
+                        out_default="ground_out", max_patches=max_patches_flag(REGION_MAX_PATCHES), font=True)
     parser.add_argument("images", nargs="+", help="image files, folders of images and/or manifests (.txt or .jsonl)")
     parser.add_argument("--phrases", nargs="+", required=True, help="phrases to ground")
     parser.add_argument("--boxes", help="JSON file of candidate [x1, y1, x2, y2] pixel boxes of the one image given "
@@ -41,7 +42,7 @@ def parse_args(argv):
 def check_args(args):
     """Every user mistake, found before the model loads and before anything is written."""
     from fgdense.bulk.command import box_sources, plan
-    from fgdense.bulk.jobs import short_caption
+    from fgdense.io.box_pictures import short_caption
     from fgdense.ground import Grounder
     from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font

@@ -21,11 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from fgdense import cli  # noqa: E402  (light: the heavy imports come after the arguments are parsed)
+from fgdense.defaults import DENSE_MAX_PATCHES, max_patches_flag  # noqa: E402
 
 
 def parse_args(argv):
     parser = cli.parser(__doc__.splitlines()[0], out_help="output folder (created; default ./segment_out)",
-                        out_default="segment_out", max_patches="auto", font=True)
+                        out_default="segment_out", max_patches=max_patches_flag(DENSE_MAX_PATCHES), font=True)
     parser.add_argument("images", nargs="+", help="image files, folders of images and/or manifests (.txt: one image "
                                                   "path a line; .jsonl: one {\"path\": ...} a line)")
     parser.add_argument("--labels", nargs="*", help="what to find: one label per argument; 'cat|猫' averages synonyms")

@@ -25,14 +25,13 @@ import numpy as np
 from ..dense import ProcessedImage, process_image
 from ..devices import auto_precision
 from ..errors import BoxError, ImageLoadError
-from ..io.outputs import segmentation_paths, write_result, write_segmentation
+from ..io.outputs import (RUN_KEY, header, segmentation_paths, write_box_classification, write_grounding,
+                          write_segmentation)
 from ..io.sources import Item
 from ..model.boxes import validate_boxes
 from ..processing.image import load_image
 
-RUN_KEY = "run"
 _HEAD_BYTES = 4096  # the run hash is the JSON's first entry: this much of the file always holds it
-CAPTION_CHARS = 40  # long phrases are shortened on pictures (the JSON has them whole)
 
 
 def output_suffixes(kind: str, pictures: bool = True) -> tuple[str, ...]:
@@ -165,6 +164,10 @@ class Job:
         return {"job": self.kind, "model": self.fingerprint or self.model_name, "cap": self.cap,
                 "arithmetic": _arithmetic(self.task), **task_settings, **self.extra_settings}
 
+    def header(self, prepared: Prepared) -> dict:
+        """The image's JSON header: the run hash first, the image, its size, the settings (io.outputs)."""
+        return header(prepared.item.path, prepared.image.image, self.task, self.model_name, prepared.run)
+
     def preparer(self, overwrite: bool = False) -> Preparer:
         return Preparer(self.task.processor, self.cap, Path(self.out), self.suffixes(),
                         json.dumps(self.settings(), sort_keys=True, default=str), overwrite, self.boxes)
@@ -221,10 +224,8 @@ class SegmentJob(Job):
         return self.task.segment_batch([p.image for p in group], self.labels)
 
     def write(self, prepared, result):
-        meta = {RUN_KEY: prepared.run, "image": str(prepared.item.path), "model": self.model_name,
-                "max_patches": self.cap or "checkpoint"}
-        write_segmentation(prepared.image.image, result, self.out, prepared.item.name, font=self.font,
-                           extra_json=meta, pictures=self.pictures)
+        write_segmentation(prepared.image.image, result, self.out, prepared.item.name, self.header(prepared),
+                           font=self.font, pictures=self.pictures)
 
     def coco_annotations(self, payload):
         from pycocotools import mask as mask_utils
@@ -238,7 +239,7 @@ class SegmentJob(Job):
             annotations.append({"category_id": segment["class_id"] + 1, "segmentation": rle,
                                 "area": segment["area"], "bbox": [round(float(v), 2) for v in box],
                                 "score": segment["mean_score"], "iscrowd": 0})
-        return tuple(payload["image_size"]), annotations
+        return tuple(payload["image_size_hw"]), annotations
 
 
 class ClassifyJob(Job):
@@ -259,17 +260,8 @@ class ClassifyJob(Job):
         return self.task.classify_batch([p.image for p in group], [p.boxes for p in group], self.labels)
 
     def write(self, prepared, result):
-        from ..io.box_pictures import draw_boxes, score_labels
-
-        image = prepared.image.image
-        picture = None
-        if self.pictures:
-            found = result.to_detections()
-            picture = draw_boxes(image, found, score_labels(found.data["class_name"], found.confidence), font=self.font)
-        payload = {RUN_KEY: prepared.run, "image": str(prepared.item.path), "image_size_hw": [image.height, image.width],
-                   "model": self.model_name, **result.to_json()}
-        name = prepared.item.name
-        write_result(self.out / f"{name}.json", payload, self.out / f"{name}.png" if self.pictures else None, picture)
+        write_box_classification(prepared.image.image, result, self.out, prepared.item.name, self.header(prepared),
+                                 font=self.font, pictures=self.pictures)
 
     def coco_annotations(self, payload):
         index = {label: k for k, label in enumerate(payload["labels"])}
@@ -312,19 +304,8 @@ class GroundJob(Job):
         return results
 
     def write(self, prepared, result):
-        from ..io.box_pictures import draw_boxes, score_labels
-
-        image = prepared.image.image
-        picture = None
-        if self.pictures:
-            found = result.to_detections()
-            names = [short_caption(name) for name in found.data["class_name"]]
-            picture = draw_boxes(image, found, score_labels(names, found.confidence), font=self.font)
-        payload = {RUN_KEY: prepared.run, "image": str(prepared.item.path), "image_size_hw": [image.height, image.width],
-                   "model": self.model_name, "mode": "candidate boxes" if prepared.boxes is not None else "proposals",
-                   **result.to_json()}
-        name = prepared.item.name
-        write_result(self.out / f"{name}.json", payload, self.out / f"{name}.png" if self.pictures else None, picture)
+        write_grounding(prepared.image.image, result, self.out, prepared.item.name, self.header(prepared),
+                        font=self.font, pictures=self.pictures)
 
     def coco_annotations(self, payload):
         annotations = []
@@ -337,9 +318,5 @@ class GroundJob(Job):
         return tuple(payload["image_size_hw"]), annotations
 
 
-def short_caption(text: str) -> str:
-    return text if len(text) <= CAPTION_CHARS else text[: CAPTION_CHARS - 1] + "…"
-
-
 __all__ = ["ClassifyJob", "GroundJob", "Job", "Prepared", "Preparer", "RUN_KEY", "SegmentJob", "output_suffixes",
-           "outputs_complete", "run_hash", "short_caption"]
+           "outputs_complete", "run_hash"]

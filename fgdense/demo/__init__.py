@@ -1,7 +1,10 @@
 """A local web page on the tasks: segment, label boxes, ground phrases, explore dense features.
 
 * :mod:`fgdense.demo.cache`: dense features computed once per image and patch budget, shared by the tasks;
-* :mod:`fgdense.demo.engine`: the page's jobs on the tasks, without any web code (tested on its own);
+* :mod:`fgdense.demo.engine`: the page's jobs on the tasks, without any web code (tested on its own),
+  with :mod:`~fgdense.demo.explorer` (the Dense explorer), :mod:`~fgdense.demo.fields` (the text fields),
+  :mod:`~fgdense.demo.uploads` (uploads under limits), :mod:`~fgdense.demo.answers` (what a job hands the
+  page) and :mod:`~fgdense.demo.workdir` (the demo's own folder, removed at exit);
 * :mod:`fgdense.demo.page`: the gradio page around the engine. gradio is the optional ``demo`` extra,
   imported only when a page is built (:func:`require_gradio`), so the package works without it.
 

@@ -50,246 +50,276 @@ def _forgiving(image):
     return image
 
 
-def _file(path) -> str | None:
-    return None if path is None else str(path)
-
-
 def build_page(engine: DemoEngine):
     """The gradio Blocks of the demo for ``engine`` (not launched)."""
     gr = require_gradio()
-
-    def progress_of(progress):
-        return lambda fraction, text: progress(fraction, desc=text)
-
-    def image_input(prefix: str):
-        return _forgiving(gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="image",
-                                   elem_id=f"{prefix}-image", height=360))
-
-    def picture(label: str, elem_id: str, show_label: bool = True):
-        return gr.Image(label=label, type="filepath", format="png", interactive=False, elem_id=elem_id,
-                        buttons=["download", "fullscreen"], show_label=show_label)
-
-    def status(prefix: str):
-        return gr.Textbox(label="status", interactive=False, max_lines=3, elem_id=f"{prefix}-status")
-
     with gr.Blocks(title="fgdense demo: FG-CLIP 2 dense prediction", analytics_enabled=False,
                    delete_cache=(1800, 3600)) as page:
         gr.Markdown("## fgdense: open-vocabulary dense prediction with FG-CLIP 2")
         gr.Markdown(engine.notice(), elem_id="notice")
         with gr.Tabs():
-            # ------------------------------------------------------------------------------ Segment
             with gr.Tab("Segment", id="segment"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        seg_image = image_input("seg")
-                        seg_labels = gr.Textbox(label="labels", placeholder="电脑 cat", info=LABELS_HELP,
-                                                elem_id="seg-labels")
-                        seg_background = gr.Textbox(label="background labels (optional)", placeholder="wall floor",
-                                                    info="pixels these labels win are background",
-                                                    elem_id="seg-background")
-                        auto = engine.auto_threshold
-                        seg_mode = gr.Radio(["auto", "number", "none"], value="auto", label="background threshold",
-                                            info=("auto: the model's own 50 % match point"
-                                                  + (f" (cosine {auto:.3f})" if auto is not None else "")
-                                                  + "; number: the slider; none: every pixel gets its best label"),
-                                            elem_id="seg-mode")
-                        seg_value = gr.Slider(-1.0, 1.0, value=round(auto if auto is not None else 0.1, 3),
-                                              step=0.005, label="threshold (cosine), used with 'number'",
-                                              elem_id="seg-threshold")
-                        seg_refine = gr.Checkbox(label="refine: snap mask edges to image edges", value=False,
-                                                 elem_id="seg-refine")
-                        seg_run = gr.Button("Segment", variant="primary", elem_id="seg-run")
-                    with gr.Column(scale=3):
-                        seg_status = status("seg")
-                        seg_overlay = picture("overlay", "seg-overlay")
-                        seg_heatmaps = picture("one heatmap per label", "seg-heatmaps", show_label=False)
-                        seg_table = gr.Dataframe(headers=["label", "area", "mean score", "max score"],
-                                                 interactive=False, elem_id="seg-table")
-                        with gr.Row():
-                            seg_map = gr.File(label="label map (PNG: 0 background, k = k-th label)",
-                                              elem_id="seg-labelmap")
-                            seg_json = gr.File(label="JSON (areas, scores, RLE masks)", elem_id="seg-json")
-
-            # -------------------------------------------------------------------------- Label boxes
+                segment = _segment_tab(gr, engine)
             with gr.Tab("Label boxes", id="boxes"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        box_image = image_input("box")
-                        box_view = gr.Image(label="boxes: click two opposite corners to draw one", type="filepath",
-                                            interactive=False, elem_id="box-view", height=360, buttons=["fullscreen"])
-                        box_text = gr.Textbox(label="boxes (x1, y1, x2, y2 in image pixels)", lines=2,
-                                              placeholder="[[40, 30, 260, 290], [0, 0, 451, 120]]",
-                                              info="drawn, typed, or loaded: the JSON tools/classify_boxes.py reads",
-                                              elem_id="box-boxes")
-                        with gr.Row():
-                            box_file = gr.File(label="boxes JSON file", file_types=[".json"], elem_id="box-file")
-                            box_clear = gr.Button("Clear boxes", elem_id="box-clear")
-                        box_labels = gr.Textbox(label="labels", placeholder="电脑 cat", info=LABELS_HELP,
-                                                elem_id="box-labels")
-                        box_top = gr.Slider(1, 10, value=5, step=1, label="top-k labels listed per box",
-                                            elem_id="box-topk")
-                        box_run = gr.Button("Label boxes", variant="primary", elem_id="box-run")
-                    with gr.Column(scale=3):
-                        box_status = status("box")
-                        box_picture = picture("labelled boxes", "box-picture")
-                        box_table = gr.Dataframe(headers=["box", "x1", "y1", "x2", "y2", "top 1"], interactive=False,
-                                                 elem_id="box-table")
-                        box_json = gr.File(label="JSON (per box: best label, probabilities, top-k)",
-                                           elem_id="box-json")
-                box_pending = gr.State(None)
-
-            # ------------------------------------------------------------------------------- Ground
+                boxes = _boxes_tab(gr, engine)
             with gr.Tab("Ground", id="ground"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        gr_image = image_input("gr")
-                        gr_phrases = gr.Textbox(label="phrases, one a line", lines=3,
-                                                placeholder="the cat's left eye\n一只猫", elem_id="gr-phrases")
-                        gr_boxes = gr.Textbox(label="candidate boxes (optional)", lines=2,
-                                              placeholder="[[40, 30, 260, 290], [0, 0, 451, 120]]",
-                                              info="empty: boxes are proposed from each phrase's heatmap",
-                                              elem_id="gr-boxes")
-                        gr_file = gr.File(label="candidate boxes JSON file", file_types=[".json"], elem_id="gr-file")
-                        gr_run = gr.Button("Ground", variant="primary", elem_id="gr-run")
-                    with gr.Column(scale=3):
-                        gr_status = status("gr")
-                        gr_picture = picture("best box per phrase", "gr-picture")
-                        gr_heatmaps = picture("phrase heatmaps", "gr-heatmaps", show_label=False)
-                        gr_table = gr.Dataframe(headers=["phrase", "walk", "best box", "score"], interactive=False,
-                                                elem_id="gr-table")
-                        gr_json = gr.File(label="JSON", elem_id="gr-json")
-
-            # ----------------------------------------------------------------------- Dense explorer
+                ground = _ground_tab(gr, engine)
             with gr.Tab("Dense explorer", id="explore"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        ex_image = image_input("ex")
-                        ex_budget = gr.Dropdown(engine.budget_choices, value=engine.budget or 1024,
-                                                label="patch budget",
-                                                info=("more patches: finer maps, slower"
-                                                      + ("" if engine.device.type == "cuda" else
-                                                         "; up to 16384 on a GPU, up to 4096 on this CPU")),
-                                                elem_id="ex-budget")
-                        ex_view = gr.Image(label="click a point: its patch's similarity to every patch",
-                                           type="filepath", interactive=False, elem_id="ex-view", height=360,
-                                           buttons=["fullscreen"])
-                        ex_texts = gr.Textbox(label="texts (as labels: spaces or commas between them)",
-                                              placeholder="电脑 cat", elem_id="ex-texts")
-                        ex_run = gr.Button("Text heatmaps", variant="primary", elem_id="ex-run")
-                    with gr.Column(scale=3):
-                        ex_status = status("ex")
-                        ex_point = picture("similarity of the clicked patch to every patch", "ex-point",
-                                           show_label=False)
-                        ex_heatmaps = picture("text heatmaps", "ex-heatmaps", show_label=False)
-                        ex_table = gr.Dataframe(headers=["text", "min cosine", "max cosine", "best patch"],
-                                                interactive=False, elem_id="ex-table")
-
-        images = [seg_image, box_image, gr_image, ex_image]
-        statuses = [seg_status, box_status, gr_status, ex_status]
-
-        # ----------------------------------------------------------------------------- handlers
-        def on_upload(path):
-            """An upload is checked at once, and a good image goes into the other tabs too (one photo, four jobs)."""
-            answer, error = guarded(engine.image, path)
-            if answer is None:
-                return [gr.update()] * (len(images) - 1) + [error]
-            line = f"image {os.path.basename(path)}: {answer.width}x{answer.height} pixels"
-            return [path] * (len(images) - 1) + [line]
-
-        for index, component in enumerate(images):
-            # .upload fires on a person's upload only, not when another tab sets the value: no echo.
-            others = [c for c in images if c is not component]
-            component.upload(on_upload, component, others + [statuses[index]])
-
-        def run_segment(path, labels, background, mode, value, refine, progress=gr.Progress()):
-            threshold = {"auto": "auto", "none": None}.get(mode, value)
-            answer, error = guarded(engine.segment, path, labels, background, threshold, refine, progress_of(progress))
-            if answer is None:
-                return error, None, None, None, None, None
-            return (answer.message, str(answer.overlay), str(answer.heatmaps), answer.table, str(answer.label_map),
-                    str(answer.json))
-
-        seg_outputs = [seg_status, seg_overlay, seg_heatmaps, seg_table, seg_map, seg_json]
-        seg_inputs = [seg_image, seg_labels, seg_background, seg_mode, seg_value, seg_refine]
-        seg_run.click(run_segment, seg_inputs, seg_outputs)
-        seg_labels.submit(run_segment, seg_inputs, seg_outputs)
-
-        def show_boxes(path, text):
-            if not path:
-                return None, gr.update()
-            answer, error = guarded(engine.preview_boxes, path, text)
-            if answer is None:  # boxes still being typed: the bare picture, and what is wrong with them
-                answer, _ = guarded(engine.view, path)
-                return _file(answer), error
-            return str(answer), gr.update()  # the status keeps what the click or the upload said
-
-        box_image.change(show_boxes, [box_image, box_text], [box_view, box_status])
-        box_text.change(show_boxes, [box_image, box_text], [box_view, box_status])
-
-        def on_box_click(path, pending, text, evt: gr.SelectData):
-            if not path:
-                return pending, text, "upload an image first"
-            x, y = evt.index[:2]
-            answer, error = guarded(add_corner, pending, x, y, text)
-            return answer if answer is not None else (None, text, error)
-
-        box_view.select(on_box_click, [box_image, box_pending, box_text], [box_pending, box_text, box_status])
-        box_clear.click(lambda: (None, "", "boxes cleared"), None, [box_pending, box_text, box_status])
-
-        def load_boxes(path, current):
-            answer, error = guarded(engine.boxes_file, path)
-            return (current, error) if answer is None else (answer, f"boxes loaded from {os.path.basename(path)}")
-
-        box_file.upload(load_boxes, [box_file, box_text], [box_text, box_status])
-        gr_file.upload(load_boxes, [gr_file, gr_boxes], [gr_boxes, gr_status])
-
-        def run_boxes(path, boxes, labels, top_k, progress=gr.Progress()):
-            answer, error = guarded(engine.classify, path, boxes, labels, top_k, progress_of(progress))
-            if answer is None:
-                return error, None, None, None
-            return (answer.message, str(answer.picture), {"headers": answer.headers, "data": answer.table},
-                    str(answer.json))
-
-        box_run.click(run_boxes, [box_image, box_text, box_labels, box_top], [box_status, box_picture, box_table,
-                                                                                box_json])
-
-        def run_ground(path, phrases, boxes, progress=gr.Progress()):
-            answer, error = guarded(engine.ground, path, phrases, boxes, progress_of(progress))
-            if answer is None:
-                return error, None, None, None, None
-            return answer.message, str(answer.picture), str(answer.heatmaps), answer.table, str(answer.json)
-
-        gr_run.click(run_ground, [gr_image, gr_phrases, gr_boxes], [gr_status, gr_picture, gr_heatmaps, gr_table,
-                                                                     gr_json])
-
-        def show_view(path):
-            if not path:
-                return None, gr.update()
-            answer, error = guarded(engine.view, path)
-            return _file(answer), error or gr.update()
-
-        ex_image.change(show_view, ex_image, [ex_view, ex_status])
-
-        def on_point(path, budget, evt: gr.SelectData, progress=gr.Progress()):
-            x, y = evt.index[:2]
-            answer, error = guarded(engine.point_similarity, path, x, y, budget, progress_of(progress))
-            return (error, None) if answer is None else (answer.message, str(answer.picture))
-
-        ex_view.select(on_point, [ex_image, ex_budget], [ex_status, ex_point])
-
-        def run_texts(path, texts, budget, progress=gr.Progress()):
-            answer, error = guarded(engine.text_heatmaps, path, texts, budget, progress_of(progress))
-            return (error, None, None) if answer is None else (answer.message, str(answer.picture), answer.table)
-
-        ex_inputs = [ex_image, ex_texts, ex_budget]
-        ex_run.click(run_texts, ex_inputs, [ex_status, ex_heatmaps, ex_table])
-        ex_texts.submit(run_texts, ex_inputs, [ex_status, ex_heatmaps, ex_table])
+                explore = _explorer_tab(gr, engine)
+        _share_uploads(gr, engine, [segment, boxes, ground, explore])
     return page
+
+
+def _share_uploads(gr, engine: DemoEngine, tabs: list[dict]) -> None:
+    """An upload is checked at once, and a good image goes into the other tabs too (one photo, four jobs)."""
+    images = [tab["image"] for tab in tabs]
+
+    def on_upload(path):
+        answer, error = guarded(engine.image, path)
+        if answer is None:
+            return [gr.update()] * (len(images) - 1) + [error]
+        line = f"image {os.path.basename(path)}: {answer.width}x{answer.height} pixels"
+        return [path] * (len(images) - 1) + [line]
+
+    for tab in tabs:
+        # .upload fires on a person's upload only, not when another tab sets the value: no echo.
+        others = [c for c in images if c is not tab["image"]]
+        tab["image"].upload(on_upload, tab["image"], others + [tab["status"]])
+
+
+def _clear_on_change(gr, inputs: list, outputs: list) -> None:
+    """Results vanish as soon as an input they came from changes: a page never shows answers to
+    questions no longer asked. Queued like the jobs, so the clearing a change asks for comes before the
+    answer of a job started after it, and after that of a job started before it."""
+    for component in inputs:
+        component.change(lambda: [None] * len(outputs), None, outputs, show_progress="hidden")
+
+
+def _progress_of(progress):
+    return lambda fraction, text: progress(fraction, desc=text)
+
+
+def _image_input(gr, prefix: str):
+    return _forgiving(gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="image",
+                               elem_id=f"{prefix}-image", height=360))
+
+
+def _picture(gr, label: str, elem_id: str, show_label: bool = True):
+    return gr.Image(label=label, type="filepath", format="png", interactive=False, elem_id=elem_id,
+                    buttons=["download", "fullscreen"], show_label=show_label)
+
+
+def _status(gr, prefix: str):
+    return gr.Textbox(label="status", interactive=False, max_lines=3, elem_id=f"{prefix}-status")
+
+
+def _segment_tab(gr, engine: DemoEngine) -> dict:
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = _image_input(gr, "seg")
+            labels = gr.Textbox(label="labels", placeholder="电脑 cat", info=LABELS_HELP, elem_id="seg-labels")
+            background = gr.Textbox(label="background labels (optional)", placeholder="wall floor",
+                                    info="pixels these labels win are background", elem_id="seg-background")
+            auto = engine.auto_threshold
+            mode = gr.Radio(["auto", "number", "none"], value="auto", label="background threshold",
+                            info=("auto: the threshold the checkpoint was calibrated with, else the model's 50 % match point"
+                                  + (f" (cosine {auto:.3f})" if auto is not None else "")
+                                  + "; number: the slider; none: every pixel gets its best label"), elem_id="seg-mode")
+            value = gr.Slider(-1.0, 1.0, value=round(auto if auto is not None else 0.1, 3), step=0.005,
+                              label="threshold (cosine), used with 'number'", elem_id="seg-threshold")
+            refine = gr.Checkbox(label="refine: snap mask edges to image edges", value=False, elem_id="seg-refine")
+            run = gr.Button("Segment", variant="primary", elem_id="seg-run")
+        with gr.Column(scale=3):
+            status = _status(gr, "seg")
+            overlay = _picture(gr, "overlay", "seg-overlay")
+            heatmaps = _picture(gr, "one heatmap per label", "seg-heatmaps", show_label=False)
+            table = gr.Dataframe(headers=["label", "area", "mean score", "max score"], interactive=False,
+                                 elem_id="seg-table")
+            with gr.Row():
+                label_map = gr.File(label="label map (PNG: 0 background, k = k-th label)", elem_id="seg-labelmap")
+                json_file = gr.File(label="JSON (areas, scores, RLE masks)", elem_id="seg-json")
+
+    def run_segment(path, labels, background, mode, value, refine, progress=gr.Progress()):
+        threshold = {"auto": "auto", "none": None}.get(mode, value)
+        answer, error = guarded(engine.segment, path, labels, background, threshold, refine, _progress_of(progress))
+        if answer is None:
+            return error, None, None, None, None, None
+        return (answer.message, str(answer.overlay), str(answer.heatmaps), answer.table, str(answer.label_map),
+                str(answer.json))
+
+    inputs = [image, labels, background, mode, value, refine]
+    results = [overlay, heatmaps, table, label_map, json_file]
+    run.click(run_segment, inputs, [status, *results])
+    labels.submit(run_segment, inputs, [status, *results])
+    _clear_on_change(gr, inputs, results)
+    return {"image": image, "status": status}
+
+
+def _clicked_view(gr, prefix: str, label: str):
+    """The uploader and, once it holds a good image, the picture to click on in its place (the photo is
+    shown once), with a button that brings the uploader back for another photo."""
+    image = _image_input(gr, prefix)
+    view = gr.Image(label=label, type="filepath", interactive=False, elem_id=f"{prefix}-view", height=360,
+                    buttons=["fullscreen"], visible=False)
+    other = gr.Button("another image", size="sm", visible=False, elem_id=f"{prefix}-other")
+    other.click(lambda: (gr.update(value=None, visible=True), gr.update(visible=False), gr.update(visible=False)),
+                None, [image, view, other], queue=False)
+    return image, view, other
+
+
+def _shown(gr, picture, error: str = ""):
+    """Updates of (view, uploader, "another image" button, status) for a picture to click on (None: none)."""
+    if picture is None:
+        return (gr.update(value=None, visible=False), gr.update(visible=True), gr.update(visible=False),
+                error or gr.update())
+    return (gr.update(value=str(picture), visible=True), gr.update(visible="hidden"), gr.update(visible=True),
+            error or gr.update())
+
+
+def _boxes_tab(gr, engine: DemoEngine) -> dict:
+    with gr.Row():
+        with gr.Column(scale=2):
+            image, view, other = _clicked_view(gr, "box", "boxes: click two opposite corners to draw one")
+            text = gr.Textbox(label="boxes (x1, y1, x2, y2 in image pixels)", lines=2,
+                              placeholder="[[40, 30, 260, 290], [0, 0, 451, 120]]",
+                              info="drawn, typed, or loaded: the JSON tools/classify_boxes.py reads",
+                              elem_id="box-boxes")
+            with gr.Row():
+                boxes_file = gr.File(label="boxes JSON file", file_types=[".json"], elem_id="box-file")
+                clear = gr.Button("Clear boxes", elem_id="box-clear")
+            labels = gr.Textbox(label="labels", placeholder="电脑 cat", info=LABELS_HELP, elem_id="box-labels")
+            top = gr.Slider(1, 10, value=5, step=1, label="top-k labels listed per box", elem_id="box-topk")
+            run = gr.Button("Label boxes", variant="primary", elem_id="box-run")
+        with gr.Column(scale=3):
+            status = _status(gr, "box")
+            picture = _picture(gr, "labelled boxes", "box-picture")
+            table = gr.Dataframe(headers=["box", "x1", "y1", "x2", "y2", "top 1"], interactive=False,
+                                 elem_id="box-table")
+            json_file = gr.File(label="JSON (per box: best label, probabilities, top-k)", elem_id="box-json")
+    pending = gr.State(None)
+
+    def show_boxes(path, boxes):
+        if not path:
+            return _shown(gr, None)
+        answer, error = guarded(engine.preview_boxes, path, boxes)
+        if answer is None:  # boxes still being typed: the bare picture, and what is wrong with them
+            answer, _ = guarded(engine.view, path)
+        return _shown(gr, answer, error)  # no error: the status keeps what the click or the upload said
+
+    for component in (image, text):
+        component.change(show_boxes, [image, text], [view, image, other, status])
+
+    def on_click(path, pending, boxes, evt: gr.SelectData):
+        if not path:
+            return pending, boxes, "upload an image first"
+        answer, error = guarded(add_corner, pending, *evt.index[:2], boxes)
+        return answer if answer is not None else (None, boxes, error)
+
+    view.select(on_click, [image, pending, text], [pending, text, status])
+    clear.click(lambda: (None, "", "boxes cleared"), None, [pending, text, status])
+    boxes_file.upload(_boxes_loader(engine), [boxes_file, text], [text, status])
+
+    def run_boxes(path, boxes, labels, top_k, progress=gr.Progress()):
+        answer, error = guarded(engine.classify, path, boxes, labels, top_k, _progress_of(progress))
+        if answer is None:
+            return error, None, None, None
+        return answer.message, str(answer.picture), {"headers": answer.headers, "data": answer.table}, str(answer.json)
+
+    run.click(run_boxes, [image, text, labels, top], [status, picture, table, json_file])
+    _clear_on_change(gr, [image, text, labels, top], [picture, table, json_file])
+    return {"image": image, "status": status}
+
+
+def _boxes_loader(engine: DemoEngine):
+    def load_boxes(path, current):
+        answer, error = guarded(engine.boxes_file, path)
+        return (current, error) if answer is None else (answer, f"boxes loaded from {os.path.basename(path)}")
+
+    return load_boxes
+
+
+def _ground_tab(gr, engine: DemoEngine) -> dict:
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = _image_input(gr, "gr")
+            phrases = gr.Textbox(label="phrases, one a line", lines=3, placeholder="the cat's left eye\n一只猫",
+                                 elem_id="gr-phrases")
+            boxes = gr.Textbox(label="candidate boxes (optional)", lines=2,
+                               placeholder="[[40, 30, 260, 290], [0, 0, 451, 120]]",
+                               info="empty: boxes are proposed from each phrase's heatmap", elem_id="gr-boxes")
+            boxes_file = gr.File(label="candidate boxes JSON file", file_types=[".json"], elem_id="gr-file")
+            run = gr.Button("Ground", variant="primary", elem_id="gr-run")
+        with gr.Column(scale=3):
+            status = _status(gr, "gr")
+            picture = _picture(gr, "best box per phrase", "gr-picture")
+            heatmaps = _picture(gr, "phrase heatmaps", "gr-heatmaps", show_label=False)
+            table = gr.Dataframe(headers=["phrase", "walk", "best box", "score"], interactive=False, elem_id="gr-table")
+            json_file = gr.File(label="JSON", elem_id="gr-json")
+    boxes_file.upload(_boxes_loader(engine), [boxes_file, boxes], [boxes, status])
+
+    def run_ground(path, phrases, boxes, progress=gr.Progress()):
+        answer, error = guarded(engine.ground, path, phrases, boxes, _progress_of(progress))
+        if answer is None:
+            return error, None, None, None, None
+        return answer.message, str(answer.picture), str(answer.heatmaps), answer.table, str(answer.json)
+
+    results = [picture, heatmaps, table, json_file]
+    run.click(run_ground, [image, phrases, boxes], [status, *results])
+    _clear_on_change(gr, [image, phrases, boxes], results)
+    return {"image": image, "status": status}
+
+
+def _explorer_tab(gr, engine: DemoEngine) -> dict:
+    with gr.Row():
+        with gr.Column(scale=2):
+            image, view, other = _clicked_view(gr, "ex", "click a point: its patch's similarity to every patch")
+            budget = gr.Dropdown(engine.budget_choices, value=engine.budget or 1024, label="patch budget",
+                                 info=("more patches: finer maps, slower" + ("" if engine.device.type == "cuda" else
+                                       "; up to 16384 on a GPU, up to 4096 on this CPU")), elem_id="ex-budget")
+            texts = gr.Textbox(label="texts (as labels: spaces or commas between them)", placeholder="电脑 cat",
+                               elem_id="ex-texts")
+            run = gr.Button("Text heatmaps", variant="primary", elem_id="ex-run")
+        with gr.Column(scale=3):
+            status = _status(gr, "ex")
+            point = _picture(gr, "similarity of the clicked patch to every patch", "ex-point", show_label=False)
+            heatmaps = _picture(gr, "text heatmaps", "ex-heatmaps", show_label=False)
+            table = gr.Dataframe(headers=["text", "min cosine", "max cosine", "best patch"], interactive=False,
+                                 elem_id="ex-table")
+
+    def show_view(path):
+        if not path:
+            return _shown(gr, None)
+        answer, error = guarded(engine.view, path)
+        return _shown(gr, answer, error)
+
+    image.change(show_view, image, [view, image, other, status])
+
+    def on_point(path, budget, evt: gr.SelectData, progress=gr.Progress()):
+        answer, error = guarded(engine.point_similarity, path, *evt.index[:2], budget, _progress_of(progress))
+        return (error, None) if answer is None else (answer.message, str(answer.picture))
+
+    view.select(on_point, [image, budget], [status, point])
+
+    def run_texts(path, texts, budget, progress=gr.Progress()):
+        answer, error = guarded(engine.text_heatmaps, path, texts, budget, _progress_of(progress))
+        return (error, None, None) if answer is None else (answer.message, str(answer.picture), answer.table)
+
+    inputs = [image, texts, budget]
+    run.click(run_texts, inputs, [status, heatmaps, table])
+    texts.submit(run_texts, inputs, [status, heatmaps, table])
+    _clear_on_change(gr, [image, budget], [point, heatmaps, table])
+    _clear_on_change(gr, [texts], [heatmaps, table])
+    return {"image": image, "status": status}
 
 
 def serve(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, quiet: bool = False):
     """Build the page and start serving it without blocking; returns the running Blocks (``.close()`` stops it)."""
     gr = require_gradio()
+    # gradio's temporary files (uploads, its copies of pictures) go into the demo's own folder, removed at
+    # exit: gradio would leave its per-file folders behind in the system's temporary folder. Read by gradio
+    # when the page's components and server are made, so set before either.
+    engine.files.gradio.mkdir(exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(engine.files.gradio)
     page = build_page(engine)
     # One job at a time: they share one model and, on a CPU, every core.
     page.queue(default_concurrency_limit=1)

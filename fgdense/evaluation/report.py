@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io.files import write_all, write_json
+from ..io.files import json_text, write_all, write_text
 
 
 def write_report(report: dict, report_path: Path, plot_path: Path | None, table: str, font=None) -> None:
     """Write ``report`` (all-or-nothing), print ``table``, then draw ``plot_path`` if asked: after the
     report is safe, so a picture that fails to draw cannot cost the evaluation."""
-    write_json(report_path, report)
+    write_all([(report_path, write_text(json_text(report)))])  # float32 values spelt as people write them
     print(table)
     print(f"report written to {report_path}")
     if plot_path is not None:

@@ -18,6 +18,7 @@ from .fonts import lettering_for
 from .segment_pictures import MAX_LABEL_COLOURS, label_colours, text_colour_on, wrap_text
 
 MAX_CAPTIONS = 300  # more captions than this hide the picture (and each one costs text layout)
+CAPTION_CHARS = 40  # long phrases are shortened on pictures (tables and JSON keep them whole)
 SMART_POSITION_LIMIT = 100  # spreading captions apart is quadratic: 100 captions take a fraction of a second
 
 
@@ -91,6 +92,11 @@ def _with_foot_note(scene: Image.Image, text: str, lettering, size: int) -> Imag
         draw.text((pad, scene.height + pad + i * (ascent + descent)), line, font=face, fill=(255, 255, 255),
                   anchor="la")
     return canvas
+
+
+def short_caption(text: str) -> str:
+    """``text`` cut to ``CAPTION_CHARS`` characters (with an ellipsis) for a picture's caption."""
+    return text if len(text) <= CAPTION_CHARS else text[: CAPTION_CHARS - 1] + "…"
 
 
 def score_labels(names: Sequence[str], scores: Sequence[float]) -> list[str]:

@@ -14,7 +14,12 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from ..errors import OutputError
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _umask() -> int:
@@ -72,6 +77,26 @@ def write_text(text: str):
 def write_picture(picture):
     """A ``write(temp_path)`` for :func:`write_all` that saves a PIL image as PNG."""
     return lambda tmp: picture.save(tmp, format="PNG")
+
+
+def shortest_floats(value):
+    """``value`` (dicts, lists, numbers, numpy scalars) with every float that is a float32 value written as
+    its shortest float32 spelling: a threshold of 0.1 computed in float32 reads ``0.1``, not
+    ``0.10000000149011612``. Read back and cast to float32 it is the same number; other floats are kept."""
+    if isinstance(value, dict):
+        return {key: shortest_floats(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shortest_floats(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and abs(value) <= FLOAT32_MAX and float(np.float32(value)) == value:
+        return float(str(np.float32(value)))
+    return value
+
+
+def json_text(value) -> str:
+    """``value`` as the indented UTF-8 JSON every result file holds (floats by :func:`shortest_floats`)."""
+    return json.dumps(shortest_floats(value), ensure_ascii=False, indent=2)
 
 
 def write_json(path, value) -> None:
@@ -142,5 +167,5 @@ def check_output_folder(out_dir, name: str = "--out") -> Path:
     return out
 
 
-__all__ = ["FILE_MODE", "check_output_folder", "check_outputs", "same_file", "write_all", "write_json",
-           "write_picture", "write_text"]
+__all__ = ["FILE_MODE", "check_output_folder", "check_outputs", "json_text", "same_file", "shortest_floats",
+           "write_all", "write_json", "write_picture", "write_text"]

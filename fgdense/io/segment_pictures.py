@@ -228,6 +228,24 @@ def heatmap_grid(image: Image.Image, result: SegmentationResult, columns: int | 
     return canvas
 
 
+def score_maps_grid(image: Image.Image, names, maps, font=None, panel: int = 320) -> Image.Image:
+    """:func:`heatmap_grid` of bare score maps (K, H, W) titled ``names`` (grounding's phrase heatmaps, the
+    dense explorer's similarities)."""
+    maps = np.asarray(maps, np.float32)
+    empty = np.full(maps.shape[1:], BACKGROUND, np.int32)  # no label map: every pixel background
+    return heatmap_grid(image, SegmentationResult(list(names), maps, empty), panel=panel, font=font)
+
+
+def masks_overlay(image: Image.Image, result, font=None) -> Image.Image:
+    """A mask classification drawn: every mask tinted in its best label's colour (later masks over
+    earlier ones), with the segmentation overlay's legend."""
+    label_map = np.full(result.masks.shape[1:], BACKGROUND, np.int32)
+    for mask, row in zip(result.masks, result.top_k):
+        label_map[mask] = row[0]
+    scores = np.zeros((len(result.labels), *label_map.shape), np.float32)
+    return overlay(image, SegmentationResult(result.labels, scores, label_map), font=font)
+
+
 def label_map_image(result: SegmentationResult) -> Image.Image:
     """Palette PNG image: value 0 = background (black), value k + 1 = label k (its overlay colour)."""
     if len(result.labels) > MAX_LABEL_COLOURS:
@@ -241,5 +259,5 @@ def label_map_image(result: SegmentationResult) -> Image.Image:
     return picture
 
 
-__all__ = ["PALETTE", "heatmap_grid", "label_colour", "label_colours", "label_map_image", "overlay", "text_colour_on",
-           "wrap_text"]
+__all__ = ["PALETTE", "heatmap_grid", "label_colour", "label_colours", "label_map_image", "masks_overlay", "overlay",
+           "score_maps_grid", "text_colour_on", "wrap_text"]
