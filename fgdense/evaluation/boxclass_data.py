@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from ..io.coco import checked_categories, image_file, read_coco
+from ..jsontext import finite_number
 
 SKIP_REASONS = (
     "missing_image",  # the image file is not under the images folder
@@ -54,11 +55,12 @@ class BoxClassDataset:
 
 
 def _xywh_to_xyxy(bbox) -> tuple[float, float, float, float]:
-    """COCO xywh -> xyxy; a malformed box becomes NaN so that box validation reports it as degenerate."""
-    try:
-        x, y, w, h = (float(v) for v in bbox)
-    except (TypeError, ValueError):
+    """COCO xywh -> xyxy; a malformed box (not four finite numbers: ``true`` is not one, nor a 400-digit
+    integer) becomes NaN so that box validation reports it as degenerate."""
+    numbers = [finite_number(v) for v in bbox] if isinstance(bbox, (list, tuple)) and len(bbox) == 4 else [None]
+    if None in numbers:
         return (float("nan"),) * 4
+    x, y, w, h = numbers
     return x, y, x + w, y + h
 
 

@@ -2,16 +2,16 @@
 
 It checks what every user of such a file relies on, with one error type (:class:`~fgdense.errors.DatasetError`)
 and one wording: the file exists and is JSON, it is an object with ``images``, ``annotations`` and
-``categories`` lists, every category has an ``id`` (once) and a non-empty ``name``. What each user does
-with the entries beyond that (boxes, masks, synonyms) is its own.
+``categories`` lists, no image id or file name is given twice, every category has an ``id`` (once) and a
+non-empty ``name``. What each user does with the entries beyond that (boxes, masks, synonyms) is its own.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..jsontext import read_json_file
 
 SECTIONS = ("images", "annotations", "categories")
 
@@ -21,10 +21,7 @@ def read_json(path, what: str):
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{what} {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{what} {path} is not readable JSON: {err}") from None
+    return read_json_file(path, f"{what} {path}", DatasetError)
 
 
 def read_coco(path) -> dict:
@@ -36,7 +33,26 @@ def read_coco(path) -> dict:
     missing = [k for k in SECTIONS if not isinstance(data.get(k), list)]
     if missing:
         raise DatasetError(f"annotation file {path} lacks the COCO-format list(s) {', '.join(map(repr, missing))}")
+    _refuse_repeated_images(data["images"], path)
     return data
+
+
+def _refuse_repeated_images(images: list, path) -> None:
+    """An image id or file name given twice is refused: which entry would the annotations mean (the later
+    one silently replaced the earlier), and an image evaluated twice counts twice."""
+    ids, names = set(), set()
+    for entry in images:
+        if not isinstance(entry, dict):
+            continue  # each user says what it needs of an entry
+        image_id, name = entry.get("id"), image_file(entry)
+        if isinstance(image_id, (int, str)) and not isinstance(image_id, bool):
+            if image_id in ids:
+                raise DatasetError(f"{path}: image id {image_id!r} appears twice")
+            ids.add(image_id)
+        if name:
+            if name in names:
+                raise DatasetError(f"{path}: image file name {name!r} appears twice")
+            names.add(name)
 
 
 def checked_categories(data: dict, path) -> list[dict]:
