@@ -12,6 +12,7 @@ import unicodedata
 
 import torch
 
+from ..errors import printable
 from .boxclass_data import SKIP_REASONS, BoxClassDataset
 
 
@@ -104,7 +105,7 @@ def with_unit(value) -> str:
 def format_report(report: dict, max_categories: int = 40) -> str:
     """A printable table: the summary, skips by reason, and per-category accuracy (worst first when cut)."""
     lines = [
-        f"box classification: {report.get('annotations_file', '')}",
+        f"box classification: {printable(report.get('annotations_file', ''))}",
         f"  protocol {report.get('protocol', '?')}, text mask {report.get('text_mask', '?')}",
         f"  top-1 {with_unit(report['top1'])}   top-5 {with_unit(report['top5'])}   "
         f"({report['evaluated']} of {report['annotations']} annotations scored, "
@@ -119,10 +120,11 @@ def format_report(report: dict, max_categories: int = 40) -> str:
             lines.append(f"  per category (the {max_categories} worst top-1 of {len(rows)}; all in the JSON report):")
         else:
             lines.append("  per category:")
-        width = max(display_width(c["name"]) for _, c in shown)
+        names = {cid: printable(c["name"]) for cid, c in shown}  # escaped before the columns are measured
+        width = max(display_width(name) for name in names.values())
         lines.append(f"    {'id':>8}  {'name' + ' ' * (width - 4)}  {'n':>6}  {'top-1%':>6}  {'top-5%':>6}")
         for cid, c in shown:
-            name = c["name"] + " " * (width - display_width(c["name"]))
+            name = names[cid] + " " * (width - display_width(names[cid]))
             lines.append(f"    {cid:>8}  {name}  {c['evaluated']:>6}  {percent(c['top1'])}  {percent(c['top5'])}")
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FGDenseError
+from ..errors import FGDenseError, printable
 from ..io.fonts import bundled_font, choose_font
 
 TOP = 15        # categories in the matrix: beyond ~15 the cells' numbers no longer fit
@@ -133,7 +133,9 @@ def plot_png(report: dict, top: int = TOP, bars: int = BARS, font: str | None = 
     worst = worst_scores(confusion, bars)
     lettering = choose_font(confusion.names + [OTHER, confusion.summary], font)
     rows = max(len(shown.order), len(worst), 1)
-    with matplotlib.rc_context({"font.family": [_family(lettering.path), "DejaVu Sans"], "font.size": 9}), \
+    # text.parse_math off: names are drawn as written ("$\\alpha$" is a name here, not mathtext to parse).
+    with matplotlib.rc_context({"font.family": [_family(lettering.path), "DejaVu Sans"], "font.size": 9,
+                                "text.parse_math": False}), \
             warnings.catch_warnings():
         # choose_font has already warned once about characters no font has; they are drawn as U+FFFD.
         warnings.filterwarnings("ignore", message="Glyph .* missing")
@@ -223,6 +225,7 @@ def _family(path: str) -> str:
 
 
 def _short(name: str, limit: int = 28) -> str:
+    name = printable(name)  # a terminal control in a name is drawn as its escape, as the tables print it
     return name if len(name) <= limit else name[: limit - 1] + "\u2026"
 
 

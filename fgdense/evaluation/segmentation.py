@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..bulk.distributed import current
-from ..errors import DatasetError, FGDenseError, shorten
+from ..errors import DatasetError, FGDenseError, printable, shorten
 from ..segment import Segmenter
 from .boxclass_report import display_width, percent, sparse_confusion
 from .runs import RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
@@ -200,10 +200,11 @@ def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max
 
 def format_report(report: dict) -> str:
     """A readable table: per-class IoU and accuracy, then the summary numbers (percentages)."""
-    width = max([5] + [display_width(row["class"]) for row in report["per_class"]])
+    names = [printable(row["class"]) for row in report["per_class"]]  # escaped before the columns are measured
+    width = max([5] + [display_width(name) for name in names])
     lines = [f"{'class' + ' ' * (width - 5)}  IoU %   acc %   gt pixels"]
-    for row in report["per_class"]:
-        name = row["class"] + " " * (width - display_width(row["class"]))
+    for shown, row in zip(names, report["per_class"]):
+        name = shown + " " * (width - display_width(shown))
         lines.append(f"{name}  {percent(row['iou'])}  {percent(row['accuracy'])}  {row['gt_pixels']:>9}")
     lines.append(f"mIoU {percent(report['miou'])} %   pixel accuracy {percent(report['pixel_accuracy'])} %   "
                  f"mean accuracy {percent(report['mean_accuracy'])} %   images {report['images']}"
