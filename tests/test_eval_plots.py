@@ -236,3 +236,29 @@ def test_terminal_controls_in_names_are_printed_escaped(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\x07" not in printed and "last\\x1b line" in printed
     assert one_line("no category named 'a\x1bb'\x07") == "no category named 'a\\x1bb'\\x07"
+
+
+def test_a_hundred_thousand_categories_are_counted_and_drawn_in_memory_that_follows_the_boxes():
+    """The top-1 confusion is kept sparse: 100k categories (a dense matrix would be 80 GB) cost what the
+    boxes scored cost, in the tally, the report and the picture."""
+    import resource
+    from collections import Counter
+
+    from fgdense.evaluation.boxclass_data import BoxClassDataset
+    from fgdense.evaluation.boxclass_report import Tally, build_report
+
+    k = 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    dataset = BoxClassDataset([(i, f"类别 {i}") for i in range(k)], [], Counter(), 4)
+    tally = Tally(dataset.categories)
+    tally.add_image([{"category_id": 5, "top5": [5, 1, 2, 3, 4]}, {"category_id": 5, "top5": [99_999, 5, 1, 2, 3]},
+                     {"category_id": 70_000, "top5": [5, 1, 2, 3, 4]}, {"skipped": "degenerate_box"}])
+    report = build_report(dataset, tally, {})
+    assert report["confusion"] == {"5": {"5": 1, "99999": 1}, "70000": {"5": 1}}
+    assert report["top1_correct"] == 1 and report["evaluated"] == 3 and report["skipped"]["degenerate_box"] == 1
+    confusion = confusion_of(report)
+    assert most_confused(confusion.cells, 3, k) == [5, 70_000, 99_999]
+    shown = shown_matrix(confusion)
+    assert shown.order == [5, 70_000, 99_999] and shown.rows[:, :3].tolist() == [[0.5, 0, 0.5], [1, 0, 0], [0, 0, 0]]
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024  # kilobytes on Linux
+    assert grown < 500, f"{grown:.0f} MB for 100k categories and 3 boxes"

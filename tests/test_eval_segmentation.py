@@ -348,3 +348,19 @@ def test_bad_coco_polygons_and_rles_are_skipped_and_counted(tmp_path):
     report = evaluate(colour_reader, CocoDataset(path, tmp_path / "img"))
     assert report["skipped"]["bad_mask_annotation"] == len(bad_masks) and report["images_scored"] == 1
     assert f"bad_mask_annotation {len(bad_masks)}" in format_report(report)
+
+
+def test_more_classes_than_a_dense_confusion_takes_are_refused_when_read(tmp_path):
+    from fgdense.evaluation.segmentation_data import MAX_CLASSES
+
+    root = write_folder_dataset(tmp_path)
+    many = [f"class {i}" for i in range(MAX_CLASSES + 1)]
+    (root / "classes.txt").write_text("\n".join(many) + "\n")
+    with pytest.raises(DatasetError, match=f"has {MAX_CLASSES + 1} classes; .* at most {MAX_CLASSES}"):
+        FolderDataset(root / "images", root / "labels", root / "classes.txt")
+    path, _ = _coco_file(tmp_path)
+    data = json.loads(Path(path).read_text())
+    data["categories"] = [{"id": i, "name": name} for i, name in enumerate(many, 1)]
+    Path(path).write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="at most"):
+        CocoDataset(path, tmp_path)

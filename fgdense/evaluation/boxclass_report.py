@@ -9,6 +9,7 @@ what (:mod:`fgdense.evaluation.plots`) needs the report alone.
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 
 import torch
 
@@ -23,8 +24,9 @@ class Tally:
     def __init__(self, categories):
         self.index = {cid: i for i, (cid, _) in enumerate(categories)}
         self.per_category = torch.zeros(len(categories), 3, dtype=torch.int64)
-        # Dense: LVIS's 1203 categories make 11 MB, once per run.
-        self.confusion = torch.zeros(len(categories), len(categories), dtype=torch.int64)
+        # Sparse, (true index, predicted index) -> annotations: memory follows the boxes scored, not the
+        # categories squared (100k categories would make a dense matrix of 80 GB).
+        self.confusion: Counter = Counter()
         self.skips = torch.zeros(len(SKIP_REASONS), dtype=torch.int64)
         self.images = torch.zeros(1, dtype=torch.int64)
 
@@ -80,11 +82,16 @@ def build_report(dataset: BoxClassDataset, tally: Tally, meta: dict) -> dict:
 
 def sparse_confusion(matrix, row_keys, column_keys=None) -> dict:
     """A confusion matrix as JSON: row key -> column key -> count, non-zero cells only (LVIS-sized
-    matrices are almost all zeros)."""
+    matrices are almost all zeros). ``matrix`` is dense (an array) or sparse (a mapping of (row, column)
+    index pairs to counts); cells come in row-major order either way."""
     column_keys = row_keys if column_keys is None else column_keys
+    if isinstance(matrix, dict):
+        cells = ((i, j, n) for (i, j), n in sorted(matrix.items()) if n)
+    else:
+        cells = ((i, j, matrix[i][j]) for i, j in torch.as_tensor(matrix).nonzero().tolist())
     rows = {}
-    for i, j in torch.as_tensor(matrix).nonzero().tolist():
-        rows.setdefault(row_keys[i], {})[column_keys[j]] = int(matrix[i][j])
+    for i, j, n in cells:
+        rows.setdefault(row_keys[i], {})[column_keys[j]] = int(n)
     return rows
 
 

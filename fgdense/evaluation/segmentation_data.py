@@ -28,6 +28,9 @@ from ..jsontext import finite_number
 from .boxclass_data import image_path
 
 IGNORE_INDEX = 255
+# The pixel confusion is a dense (C, C + 1) matrix, per image and for the run: this many classes make 134 MB
+# (ADE20K-full has 3688); more is refused when the dataset is read, before any work.
+MAX_CLASSES = 4096
 
 
 class GroundTruthError(DatasetError):
@@ -67,6 +70,7 @@ class FolderDataset:
             if not folder.is_dir():
                 raise DatasetError(f"{what} folder {folder} does not exist")
         self.class_names = read_class_list(class_names) if isinstance(class_names, (str, Path)) else list(class_names)
+        _check_class_count(self.class_names, class_names if isinstance(class_names, (str, Path)) else "the class list")
         self.ignore_index = ignore_index
         self.background_index = _background_index(self.class_names, background_class)
         images = {p.stem: p for p in sorted(self.images_dir.iterdir()) if is_image_name(p)}
@@ -140,6 +144,7 @@ class CocoDataset:
                 raise DatasetError(f"background class {background_class!r} is also a category of {path}")
             names = [background_class] + names
             self.unannotated = 0
+        _check_class_count(names, path)
         self.class_names = names
         self.background_index = 0 if background_class is not None else None
         self._class_of = {c: i + (background_class is not None) for i, c in enumerate(self.category_ids)}
@@ -235,6 +240,12 @@ def _rle_string_counts(text: str) -> list[int] | None:
     return counts
 
 
+def _check_class_count(names: Sequence[str], source) -> None:
+    if len(names) > MAX_CLASSES:
+        raise DatasetError(f"{source} has {len(names)} classes; a segmentation evaluation takes at most {MAX_CLASSES} "
+                           "(its pixel confusion matrix is dense)")
+
+
 def _background_index(class_names: Sequence[str], background_class: str | None) -> int | None:
     if background_class is None:
         return None
@@ -243,4 +254,4 @@ def _background_index(class_names: Sequence[str], background_class: str | None) 
     return list(class_names).index(background_class)
 
 
-__all__ = ["IGNORE_INDEX", "CocoDataset", "FolderDataset", "GroundTruthError", "read_class_list"]
+__all__ = ["IGNORE_INDEX", "MAX_CLASSES", "CocoDataset", "FolderDataset", "GroundTruthError", "read_class_list"]
