@@ -122,16 +122,21 @@ def test_a_decompression_bomb_named_as_an_argument_is_one_error(tmp_path, monkey
 
 
 # ------------------------------------------------------------------------------- repeated images
-@pytest.mark.parametrize("second, message", [
-    ({"id": 1, "file_name": "b.png"}, "image id 1 appears twice"),
-    ({"id": 2, "file_name": "a.png"}, "image file name 'a.png' appears twice"),
-])
-def test_an_image_id_or_file_name_given_twice_is_refused(tmp_path, second, message):
-    path = _coco(tmp_path / "ann.json", images=[{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
-                                                dict(second, width=40, height=30)])
+def test_an_image_id_given_twice_is_refused_and_a_file_named_twice_is_counted(tmp_path):
+    from fgdense.evaluation.boxclass_report import Tally, build_report, format_report
+
+    first = {"id": 1, "file_name": "a.png", "width": 40, "height": 30}
+    path = _coco(tmp_path / "ids.json", images=[first, dict(first, file_name="b.png")])
     for read in (read_coco, load_boxclass_dataset, lambda p: CocoDataset(p, tmp_path)):
-        with pytest.raises(DatasetError, match=message):
+        with pytest.raises(DatasetError, match="image id 1 appears twice"):
             read(path)
+    # Two entries of one file are two images (the official evaluations score both): legal, counted, said.
+    path = _coco(tmp_path / "names.json", images=[first, dict(first, id=2), dict(first, id=3, file_name="b.png")])
+    dataset = load_boxclass_dataset(path)
+    assert dataset.shared_files == 1 and CocoDataset(path, tmp_path).shared_files == 1
+    report = build_report(dataset, Tally(dataset.categories), {})
+    assert report["image_entries_sharing_a_file"] == 1
+    assert "1 image entries name a file an earlier entry names" in format_report(report)
 
 
 # ------------------------------------------------------------------------------- the COCO results file
@@ -155,3 +160,28 @@ def test_a_box_past_the_image_is_clipped_in_a_strict_json_coco_file(tmp_path, ti
     assert first["bbox"] == [0.0, 0.0, 64.0, 48.0] and first["area"] == 64 * 48
     assert second["bbox"] == [8.0, 8.0, 22.0, 12.0] and second["area"] == 22 * 12
     shutil.rmtree(out)
+
+
+def test_a_masks_file_and_a_finehard_file_nested_too_deeply_are_one_error(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from fgdense.errors import FGDenseError, FineHARDError
+    from fgdense.train.data import read_annotations
+
+    spec = importlib.util.spec_from_file_location(
+        "classify_masks_tool", Path(__file__).resolve().parents[1] / "tools" / "classify_masks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    deep = tmp_path / "masks.json"
+    deep.write_text(DEEP)
+    with pytest.raises(FGDenseError, match="masks file .*masks.json cannot be read"):
+        tool.read_masks(deep)
+    bomb = _image(tmp_path / "masks.png", (200, 100))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    with pytest.raises(FGDenseError, match="masks file .*masks.png cannot be read"):
+        tool.read_masks(bomb)
+    for name in ("finehard.json", "finehard.jsonl"):
+        (tmp_path / name).write_text(DEEP + "\n")
+        with pytest.raises(FineHARDError, match=f"cannot read annotation file .*{name}"):
+            read_annotations(tmp_path / name)

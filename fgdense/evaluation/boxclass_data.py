@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..io.coco import checked_categories, image_file, read_coco
+from ..io.coco import checked_categories, image_file, read_coco, shared_file_entries
 from ..jsontext import finite_number
 
 SKIP_REASONS = (
@@ -52,6 +52,7 @@ class BoxClassDataset:
     num_annotations: int  # every annotation in the file
     source: str = ""
     is_lvis: bool = False  # LVIS's own fields are present (category synonyms / frequency, negative categories)
+    shared_files: int = 0  # image entries naming a file an earlier entry names (each its own image; reported)
 
 
 def _xywh_to_xyxy(bbox) -> tuple[float, float, float, float]:
@@ -110,7 +111,8 @@ def load_boxclass_dataset(path) -> BoxClassDataset:
     kept = [image for image in images.values() if image.annotations]
     for index, image in enumerate(kept):
         image.index = index
-    return BoxClassDataset(categories, kept, skipped, len(data["annotations"]), str(path), _looks_like_lvis(data))
+    return BoxClassDataset(categories, kept, skipped, len(data["annotations"]), str(path), _looks_like_lvis(data),
+                           shared_file_entries(data["images"]))
 
 
 __all__ = ["SKIP_REASONS", "BoxAnnotation", "BoxClassDataset", "BoxImage", "image_path", "load_boxclass_dataset"]

@@ -75,6 +75,7 @@ def build_report(dataset: BoxClassDataset, tally: Tally, meta: dict) -> dict:
         "images_done": images_done,
         "complete": images_done == len(dataset.images),
         "categories": len(dataset.categories),
+        "image_entries_sharing_a_file": dataset.shared_files,
         "per_category": per_category,
         "confusion": sparse_confusion(tally.confusion, [str(cid) for cid, _ in dataset.categories]),
     }
@@ -119,6 +120,8 @@ def format_report(report: dict, max_categories: int = 40) -> str:
         f"{report['images_done']}/{report['images']} images{'' if report['complete'] else ', INCOMPLETE'})",
         f"  skipped {report['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in report["skipped"].items()),
     ]
+    if report.get("image_entries_sharing_a_file"):
+        lines.append(f"  {report['image_entries_sharing_a_file']} image entries name a file an earlier entry names (each scored as its own image)")
     rows = [(cid, c) for cid, c in report["per_category"].items() if c["evaluated"]]
     if rows:
         shown = rows

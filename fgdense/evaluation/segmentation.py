@@ -192,6 +192,7 @@ def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max
     report = scores_from_confusion(confusion, dataset.class_names)
     report.update(images=count, images_scored=len(evaluated.records), skipped=skipped,
                   complete=count == len(dataset), ignore_index=dataset.ignore_index,
+                  image_entries_sharing_a_file=getattr(dataset, "shared_files", 0),
                   background_class=None if dataset.background_index is None
                   else dataset.class_names[dataset.background_index],
                   confusion=sparse_confusion(confusion, [str(i) for i in range(classes + 1)]))
@@ -212,6 +213,8 @@ def format_report(report: dict) -> str:
     skipped = {k: v for k, v in report.get("skipped", {}).items() if v}
     if skipped:
         lines.append("skipped images: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+    if report.get("image_entries_sharing_a_file"):
+        lines.append(f"{report['image_entries_sharing_a_file']} image entries name a file an earlier entry names (each scored as its own image)")
     return "\n".join(lines)
 
 

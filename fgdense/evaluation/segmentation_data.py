@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError, FGDenseError
-from ..io.coco import checked_categories, read_coco
+from ..io.coco import checked_categories, read_coco, shared_file_entries
 from ..io.inputs import is_image_name
 from ..jsontext import finite_number
 from .boxclass_data import image_path
@@ -65,6 +65,7 @@ class FolderDataset:
                  reduce_zero_label: bool = False):
         # reduce_zero_label: ADE20K's convention, label 0 = "other" (not scored), 1..150 = classes 0..149.
         self.reduce_zero_label = reduce_zero_label
+        self.shared_files = 0  # label maps and images pair by file stem: each file once
         self.images_dir, self.labels_dir = Path(images_dir), Path(labels_dir)
         for what, folder in (("images", self.images_dir), ("labels", self.labels_dir)):
             if not folder.is_dir():
@@ -126,6 +127,7 @@ class CocoDataset:
             raise DatasetError(f"images folder {self.images_dir} does not exist")
         data = read_coco(path)  # the one reader's checks and messages; pycocotools indexes what it read
         checked_categories(data, path)
+        self.shared_files = shared_file_entries(data["images"])  # reported: each entry is scored as its own image
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
                 self.coco = COCO()

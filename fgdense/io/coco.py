@@ -2,8 +2,9 @@
 
 It checks what every user of such a file relies on, with one error type (:class:`~fgdense.errors.DatasetError`)
 and one wording: the file exists and is JSON, it is an object with ``images``, ``annotations`` and
-``categories`` lists, no image id or file name is given twice, every category has an ``id`` (once) and a
-non-empty ``name``. What each user does with the entries beyond that (boxes, masks, synonyms) is its own.
+``categories`` lists, no image id is given twice, every category has an ``id`` (once) and a non-empty
+``name``. Image entries that name a file an earlier entry names are legal (each is its own image, with its
+own annotations) and counted: :func:`shared_file_entries`, which the reports show. What each user does with the entries beyond that (boxes, masks, synonyms) is its own.
 """
 
 from __future__ import annotations
@@ -33,26 +34,27 @@ def read_coco(path) -> dict:
     missing = [k for k in SECTIONS if not isinstance(data.get(k), list)]
     if missing:
         raise DatasetError(f"annotation file {path} lacks the COCO-format list(s) {', '.join(map(repr, missing))}")
-    _refuse_repeated_images(data["images"], path)
+    _refuse_repeated_ids(data["images"], path)
     return data
 
 
-def _refuse_repeated_images(images: list, path) -> None:
-    """An image id or file name given twice is refused: which entry would the annotations mean (the later
-    one silently replaced the earlier), and an image evaluated twice counts twice."""
-    ids, names = set(), set()
+def _refuse_repeated_ids(images: list, path) -> None:
+    """An image id given twice is refused: which entry would its annotations mean (the later one silently
+    replaced the earlier)?"""
+    ids = set()
     for entry in images:
-        if not isinstance(entry, dict):
-            continue  # each user says what it needs of an entry
-        image_id, name = entry.get("id"), image_file(entry)
+        image_id = entry.get("id") if isinstance(entry, dict) else None  # each user checks entries itself
         if isinstance(image_id, (int, str)) and not isinstance(image_id, bool):
             if image_id in ids:
                 raise DatasetError(f"{path}: image id {image_id!r} appears twice")
             ids.add(image_id)
-        if name:
-            if name in names:
-                raise DatasetError(f"{path}: image file name {name!r} appears twice")
-            names.add(name)
+
+
+def shared_file_entries(images: list) -> int:
+    """How many image entries name a file an earlier entry already names (a file listed twice is one)."""
+    names = [image_file(entry) for entry in images if isinstance(entry, dict)]
+    named = [name for name in names if name]
+    return len(named) - len(set(named))
 
 
 def checked_categories(data: dict, path) -> list[dict]:
@@ -77,4 +79,4 @@ def image_file(entry: dict) -> str:
     return str(name)
 
 
-__all__ = ["SECTIONS", "checked_categories", "image_file", "read_coco", "read_json"]
+__all__ = ["SECTIONS", "checked_categories", "image_file", "read_coco", "read_json", "shared_file_entries"]
