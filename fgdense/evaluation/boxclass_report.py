@@ -121,7 +121,8 @@ def format_report(report: dict, max_categories: int = 40) -> str:
         f"  skipped {report['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in report["skipped"].items()),
     ]
     if report.get("image_entries_sharing_a_file"):
-        lines.append(f"  {report['image_entries_sharing_a_file']} image entries name a file an earlier entry names (each scored as its own image)")
+        lines.append(f"  {report['image_entries_sharing_a_file']} image entries name a file an earlier entry "
+                     "names (each scored as its own image)")
     rows = [(cid, c) for cid, c in report["per_category"].items() if c["evaluated"]]
     if rows:
         shown = rows

@@ -158,7 +158,8 @@ def format_grounding_report(report: dict) -> str:
     if report["images_not_scored"]:
         lines.append("  not scored: " + ", ".join(f"{n} ({why})" for why, n in report["images_not_scored"].items()))
     if report.get("image_entries_sharing_a_file"):
-        lines.append(f"  {report['image_entries_sharing_a_file']} image entries name a file an earlier entry names (each scored as its own image)")
+        lines.append(f"  {report['image_entries_sharing_a_file']} image entries name a file an earlier entry "
+                     "names (each scored as its own image)")
     dropped = report.get("boxes_not_candidates", {}).get("degenerate_box", 0)
     if dropped:
         lines.append(f"  {dropped} box(es) without area (zero, inverted or not numbers) were not candidates")

@@ -214,7 +214,8 @@ def format_report(report: dict) -> str:
     if skipped:
         lines.append("skipped images: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
     if report.get("image_entries_sharing_a_file"):
-        lines.append(f"{report['image_entries_sharing_a_file']} image entries name a file an earlier entry names (each scored as its own image)")
+        lines.append(f"{report['image_entries_sharing_a_file']} image entries name a file an earlier entry "
+                     "names (each scored as its own image)")
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ It checks what every user of such a file relies on, with one error type (:class:
 and one wording: the file exists and is JSON, it is an object with ``images``, ``annotations`` and
 ``categories`` lists, no image id is given twice, every category has an ``id`` (once) and a non-empty
 ``name``. Image entries that name a file an earlier entry names are legal (each is its own image, with its
-own annotations) and counted: :func:`shared_file_entries`, which the reports show. What each user does with the entries beyond that (boxes, masks, synonyms) is its own.
+own annotations) and counted: :func:`shared_file_entries`, which the reports show. What each user does
+with the entries beyond that (boxes, masks, synonyms) is its own.
 """
 
 from __future__ import annotations

@@ -111,4 +111,5 @@ def tool_labels(labels, labels_file=None) -> list[str]:
     return check_labels(found)
 
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_BOXES_PER_IMAGE", "box_rows", "is_image_name", "parse_boxes", "read_boxes_file", "read_lines_file", "too_many_boxes", "tool_labels"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_BOXES_PER_IMAGE", "box_rows", "is_image_name", "parse_boxes", "read_boxes_file",
+           "read_lines_file", "too_many_boxes", "tool_labels"]
