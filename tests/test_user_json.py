@@ -185,3 +185,15 @@ def test_a_masks_file_and_a_finehard_file_nested_too_deeply_are_one_error(tmp_pa
         (tmp_path / name).write_text(DEEP + "\n")
         with pytest.raises(FineHARDError, match=f"cannot read annotation file .*{name}"):
             read_annotations(tmp_path / name)
+
+
+@pytest.mark.parametrize("bbox, reason", [([True, 10, 30, 20], "malformed"), ([10, 10, HUGE, 20], "degenerate")])
+def test_training_reads_no_bool_or_huge_integer_as_a_coordinate(tmp_path, bbox, reason):
+    from fgdense.train.coco import CocoRegionDataset
+
+    _image(tmp_path / "a.png", (100, 80))
+    good = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 20], "iscrowd": 0}
+    path = _coco(tmp_path / "ann.json", images=[{"id": 1, "file_name": "a.png", "width": 100, "height": 80}],
+                 annotations=[good, dict(good, id=2, bbox=bbox)])
+    ds = CocoRegionDataset(path, tmp_path, num_negatives=0, progress=False)
+    assert ds.report["skipped"][reason] == 1 and ds.report["annotations_used"] == 1
