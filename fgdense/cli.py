@@ -19,7 +19,7 @@ import sys
 import warnings
 
 from .checkpoint import DEFAULT_MODEL
-from .errors import FGDenseError
+from .errors import FGDenseError, printable
 
 INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 MAX_MESSAGE = 600  # characters of an error line; longer messages are cut
@@ -32,7 +32,8 @@ def fail(message: str, code: int = 1) -> int:
 
 
 def one_line(message) -> str:
-    text = " ".join(str(message).split())
+    """A message as one printable line: whitespace runs are one space, terminal controls (ESC, BEL) escaped."""
+    text = printable(" ".join(str(message).split()))
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 

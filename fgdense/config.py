@@ -21,6 +21,7 @@ from typing import Any
 from transformers import PreTrainedConfig, Siglip2TextConfig, Siglip2VisionConfig
 
 from .errors import CheckpointError, FGDenseError
+from .jsontext import read_json_file
 
 # ----------------------------------------------------------------------------------------- text
 WALK_TYPES = ("short", "box", "long")
@@ -207,13 +208,9 @@ class FGCLIP2Config:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "FGCLIP2Config":
-        try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-        except FileNotFoundError:
-            raise CheckpointError(f"no config.json at {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+        if not os.path.isfile(path):
+            raise CheckpointError(f"no config.json at {path}")
+        values = read_json_file(path, str(path), CheckpointError)
         if not isinstance(values, dict):
             raise CheckpointError(f"{path} does not hold a JSON object")
         return cls.from_dict(values, source=str(path))

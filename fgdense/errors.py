@@ -50,6 +50,21 @@ class OutputError(FGDenseError):
     """An output path that cannot or must not be written (a folder that is missing, one of the inputs)."""
 
 
+# Characters a terminal acts on instead of showing: C0/C1 controls (ESC starts escape sequences, BEL rings)
+# and the bidirectional overrides that reorder what follows them.
+_UNSHOWN = {*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def printable(text, keep: str = "") -> str:
+    """``text`` with every character a terminal would act on written as its escape (ESC as ``\\x1b``), so a
+    name from a user's file prints as what it is; characters in ``keep`` (a table's newlines) stay."""
+    text = str(text)
+    if not any(ord(ch) in _UNSHOWN for ch in text):
+        return text
+    return "".join(ch.encode("unicode_escape").decode("ascii") if ord(ch) in _UNSHOWN and ch not in keep else ch
+                   for ch in text)
+
+
 def shorten(items, limit: int = 5, sep: str = ", ") -> str:
     """``a, b, c, ... (12 more)``: a long list cut for a one-line message."""
     items = [str(item) for item in items]

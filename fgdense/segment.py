@@ -36,6 +36,10 @@ from .prompts import check_labels
 from .task import Task, TaskSettings, as_number
 
 BACKGROUND = -1  # label-map value of pixels no label claims
+# A result holds every label's score map at the image's full size, (labels, height, width) float32. An image
+# whose maps would take more bytes than this is refused in one line before the model's work on it (a 48 MP
+# photo with 40 labels would need 7.7 GB); raise it on a machine with the memory to spare.
+MAX_SCORE_BYTES = 2 << 30
 REGION_MODES = ("pixels", "superpixels", "objects")  # what one labelling decision covers
 
 
@@ -275,6 +279,17 @@ def check_threshold(threshold):
     return value
 
 
+def check_score_memory(height: int, width: int, labels: int) -> None:
+    """Refuse an image whose score maps (``labels`` of them, background labels included) would take more
+    than :data:`MAX_SCORE_BYTES`, in one line saying what would fit."""
+    need = 4 * labels * height * width
+    if need > MAX_SCORE_BYTES:
+        fits = max(0, MAX_SCORE_BYTES // (4 * height * width))
+        raise FGDenseError(f"a {width}x{height} image with {labels} labels needs {need / 1e9:.1f} GB of score maps, "
+                           f"more than fgdense.segment.MAX_SCORE_BYTES ({MAX_SCORE_BYTES / 2**30:g} GiB): give at "
+                           f"most {fits} labels for an image this size, or a smaller image")
+
+
 class Segmenter(Task):
     """Open-vocabulary segmentation with an FG-CLIP 2 model.
 
@@ -319,6 +334,8 @@ class Segmenter(Task):
         check_labels(labels + background, "label (including background labels)")
         inputs = [loaded(im) for im in images]  # decoded once; a ProcessedImage keeps its processing
         rgb = [rgb_of(im) for im in inputs]
+        for image in rgb:
+            check_score_memory(image.height, image.width, len(labels) + len(background))
         text = self.label_embeddings(labels + background, settings)
         results: list[SegmentationResult] = []
         starts = range(0, len(inputs), settings.batch_size)
@@ -333,7 +350,7 @@ class Segmenter(Task):
         return results
 
     def _decide(self, feats: DenseFeatures, image, text, labels, background, threshold, settings) -> SegmentationResult:
-        scores = feats.upsample(feats.similarity(text)).cpu().numpy().astype(np.float32)
+        scores = feats.upsample(feats.similarity(text)).cpu().numpy().astype(np.float32, copy=False)  # no 2nd copy
         if settings.refine:
             guide = np.asarray(image.convert("L"), np.float32) / 255.0
             radius = max(1, int(round(max(feats.cell_size))))
@@ -351,6 +368,6 @@ class Segmenter(Task):
         return SegmentationResult(list(labels), scores[: len(labels)], label_map, threshold, background)
 
 
-__all__ = ["BACKGROUND", "REGION_MODES", "Segmenter",
+__all__ = ["BACKGROUND", "MAX_SCORE_BYTES", "REGION_MODES", "Segmenter", "check_score_memory",
            "SegmenterSettings", "SegmentationResult", "check_threshold", "guided_filter",
            "mask_extent", "mask_to_rle", "mask_to_xyxy"]

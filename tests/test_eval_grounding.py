@@ -86,3 +86,20 @@ def test_the_tool_on_a_tiny_checkpoint(tmp_path, tiny_checkpoint):
                            str(tmp_path / "nowhere"), "--model", str(tiny_checkpoint), "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.strip() == f"error: images folder {tmp_path / 'nowhere'} does not exist"
+
+
+def test_boxes_without_area_are_no_candidates_and_are_counted(tmp_path):
+    """A zero-area, a `true` and an inverted box in an image: left out of its candidates, counted, said."""
+    from fgdense.evaluation import format_grounding_report
+
+    ann = write_coco(tmp_path)
+    data = json.loads(ann.read_text())
+    data["annotations"] += [{"id": 20, "image_id": 1, "category_id": 1, "bbox": [2, 2, 0, 20], "iscrowd": 0},
+                            {"id": 21, "image_id": 1, "category_id": 2, "bbox": [True, 2, 10, 10], "iscrowd": 0},
+                            {"id": 22, "image_id": 2, "category_id": 5, "bbox": [30, 2, -10, 10], "iscrowd": 0}]
+    ann.write_text(json.dumps(data))
+    grounder = PlantedGrounder({("cat", "dog"): [0, 1], ("红色杯子", "cat", "dog"): [0, 1, 2]})
+    report = evaluate_grounding(grounder, ann, tmp_path / "images", progress=False)
+    assert [len(boxes) for _, boxes in grounder.calls] == [3, 3]  # the images' own three boxes each
+    assert report["boxes_not_candidates"] == {"degenerate_box": 3} and report["images_scored"] == 2
+    assert "3 box(es) without area" in format_grounding_report(report)

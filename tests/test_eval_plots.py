@@ -205,3 +205,60 @@ def test_counts_in_the_labels_are_shortened_without_changing_their_size():
 
     assert [_count(v) for v in (7, 9999, 10000, 87473, 771758, 2_500_000)] == ["7", "9999", "10k", "87.5k", "772k",
                                                                                "2.5M"]
+
+
+def test_names_are_drawn_as_plain_text_not_mathtext():
+    """matplotlib parses "$...$" as mathtext and fails on an unknown command: a name is drawn as written."""
+    report = boxclass_report([r"$\nosuchcommand$", "$5 and $6", "dog"], {"1": {"2": 3}, "2": {"3": 1}, "3": {"3": 2}})
+    report["model"] = r"$\alpha$ model"
+    png_size(plot_png(report))
+
+
+def test_terminal_controls_in_names_are_printed_escaped(capsys, tmp_path):
+    """ESC and BEL in category names from a user's file never reach the terminal raw, in any table or line."""
+    from fgdense.cli import one_line
+    from fgdense.evaluation.boxclass_report import format_report as format_boxclass
+    from fgdense.evaluation.report import write_report
+    from fgdense.evaluation.segmentation import format_report as format_segmentation
+
+    names = ["cat\x1b[2J", "dog\x07", "cow"]
+    report = boxclass_report(names, {"1": {"1": 2}, "2": {"1": 1}, "3": {"3": 1}})
+    report.update(annotations="4", skipped={}, skipped_total=0, images=1, images_done=1,
+                  annotations_file="ann\x1b]0;title\x07.json")
+    seg = scores_from_confusion(np.array([[3, 1, 0, 0], [0, 2, 0, 0], [0, 0, 1, 0]]), names)
+    seg.update(images=1)
+    for table in (format_boxclass(report), format_segmentation(seg)):
+        assert "\x1b" not in table and "\x07" not in table
+        assert "cat\\x1b[2J" in table and "dog\\x07" in table
+    rows = [line for line in format_segmentation(seg).splitlines() if line.startswith(("cat", "dog", "cow"))]
+    assert len(rows) == 3 and len({len(line) for line in rows}) == 1  # the columns line up, escapes measured
+    write_report(report, tmp_path / "report.json", None, format_boxclass(report) + "\nlast\x1b line")
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\x07" not in printed and "last\\x1b line" in printed
+    assert one_line("no category named 'a\x1bb'\x07") == "no category named 'a\\x1bb'\\x07"
+
+
+def test_a_hundred_thousand_categories_are_counted_and_drawn_in_memory_that_follows_the_boxes():
+    """The top-1 confusion is kept sparse: 100k categories (a dense matrix would be 80 GB) cost what the
+    boxes scored cost, in the tally, the report and the picture."""
+    import resource
+    from collections import Counter
+
+    from fgdense.evaluation.boxclass_data import BoxClassDataset
+    from fgdense.evaluation.boxclass_report import Tally, build_report
+
+    k = 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    dataset = BoxClassDataset([(i, f"类别 {i}") for i in range(k)], [], Counter(), 4)
+    tally = Tally(dataset.categories)
+    tally.add_image([{"category_id": 5, "top5": [5, 1, 2, 3, 4]}, {"category_id": 5, "top5": [99_999, 5, 1, 2, 3]},
+                     {"category_id": 70_000, "top5": [5, 1, 2, 3, 4]}, {"skipped": "degenerate_box"}])
+    report = build_report(dataset, tally, {})
+    assert report["confusion"] == {"5": {"5": 1, "99999": 1}, "70000": {"5": 1}}
+    assert report["top1_correct"] == 1 and report["evaluated"] == 3 and report["skipped"]["degenerate_box"] == 1
+    confusion = confusion_of(report)
+    assert most_confused(confusion.cells, 3, k) == [5, 70_000, 99_999]
+    shown = shown_matrix(confusion)
+    assert shown.order == [5, 70_000, 99_999] and shown.rows[:, :3].tolist() == [[0.5, 0, 0.5], [1, 0, 0], [0, 0, 0]]
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024  # kilobytes on Linux
+    assert grown < 500, f"{grown:.0f} MB for 100k categories and 3 boxes"

@@ -13,7 +13,7 @@ from PIL import Image
 from fgdense.dense import rgb_of
 from fgdense.errors import DatasetError
 from fgdense.evaluation.segmentation import (
-    CocoDataset, FolderDataset, confusion_matrix, evaluate_segmentation, scores_from_confusion,
+    CocoDataset, FolderDataset, confusion_matrix, evaluate_segmentation, format_report, scores_from_confusion,
 )
 from fgdense.processing import FGCLIP2ImageProcessor
 from fgdense.segment import SegmentationResult, Segmenter
@@ -303,7 +303,8 @@ def test_images_missing_unreadable_or_outside_the_folder_are_counted(tmp_path):
     assert dataset.image_path(0) is None  # never opened
     report = evaluate(colour_reader, dataset)
     assert report["skipped"] == {"missing_image": 1, "unreadable_image": 1, "outside_images": 1,
-                                 "bad_ground_truth": 0, "failed": 0}
+                                 "unreadable_ground_truth": 0, "bad_mask_annotation": 0,
+                                 "ground_truth_out_of_range": 0, "bad_ground_truth": 0, "failed": 0}
     assert report["images_scored"] == 0
 
 
@@ -316,3 +317,53 @@ def test_an_ignore_index_other_than_255_is_honoured(tmp_path):
     report = evaluate(colour_reader, dataset)
     assert report["ignore_index"] == 9 and report["scored_pixels"] == 21 and report["miou"] == 1.0
     assert report["images_scored"] == 2 and not any(report["skipped"].values())
+
+
+def test_bad_label_maps_are_skipped_and_counted_before_the_model(tmp_path):
+    """A corrupt, a cut-short and an out-of-range label map: each image skipped by reason, the rest scored."""
+    root = write_folder_dataset(tmp_path, gts={"a": GT["a"], "b": GT["b"], "c": GT["b"], "d": GT["b"]})
+    (root / "labels" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    whole = (root / "labels" / "c.png").read_bytes()
+    (root / "labels" / "c.png").write_bytes(whole[: len(whole) // 2])
+    Image.fromarray(np.full(GT["b"].shape, 7, np.uint8)).save(root / "labels" / "d.png")  # class 7 of 3
+    dataset = FolderDataset(root / "images", root / "labels", root / "classes.txt")
+    seen = []
+    report = evaluate(lambda im: seen.append(im.size) or colour_reader(im), dataset)
+    assert report["skipped"]["unreadable_ground_truth"] == 2 and report["skipped"]["ground_truth_out_of_range"] == 1
+    assert report["images_scored"] == 1 and report["miou"] == 1.0 and report["scored_pixels"] == 14
+    assert len(seen) == 1  # the model never saw the three images it could not score
+    assert "unreadable_ground_truth 2, ground_truth_out_of_range 1" in format_report(report)
+
+
+def test_bad_coco_polygons_and_rles_are_skipped_and_counted(tmp_path):
+    path, _ = _coco_file(tmp_path)
+    data = json.loads(Path(path).read_text())
+    good = dict(data["images"][0])
+    bad_masks = {2: [[1, 1, 5]], 3: {"size": [10, 12], "counts": "\x00garbage"}, 4: {"size": [5, 5], "counts": [3, 4]},
+                 6: [[1, 1, 5, "x", 6, 6]], 7: {"size": [10, 12], "counts": [3, 4]}}
+    data["images"] = [good] + [dict(good, id=i, file_name=f"{i}.png") for i in bad_masks]
+    data["annotations"] += [{"id": 10 + i, "image_id": i, "category_id": 3, "segmentation": seg, "area": 4,
+                             "iscrowd": 0, "bbox": [1, 1, 2, 2]} for i, seg in bad_masks.items()]
+    Path(path).write_text(json.dumps(data))
+    (tmp_path / "img").mkdir()
+    for name in ["x.png"] + [f"{i}.png" for i in bad_masks]:
+        Image.new("RGB", (12, 10), (0, 0, 0)).save(tmp_path / "img" / name)
+    report = evaluate(colour_reader, CocoDataset(path, tmp_path / "img"))
+    assert report["skipped"]["bad_mask_annotation"] == len(bad_masks) and report["images_scored"] == 1
+    assert f"bad_mask_annotation {len(bad_masks)}" in format_report(report)
+
+
+def test_more_classes_than_a_dense_confusion_takes_are_refused_when_read(tmp_path):
+    from fgdense.evaluation.segmentation_data import MAX_CLASSES
+
+    root = write_folder_dataset(tmp_path)
+    many = [f"class {i}" for i in range(MAX_CLASSES + 1)]
+    (root / "classes.txt").write_text("\n".join(many) + "\n")
+    with pytest.raises(DatasetError, match=f"has {MAX_CLASSES + 1} classes; .* at most {MAX_CLASSES}"):
+        FolderDataset(root / "images", root / "labels", root / "classes.txt")
+    path, _ = _coco_file(tmp_path)
+    data = json.loads(Path(path).read_text())
+    data["categories"] = [{"id": i, "name": name} for i, name in enumerate(many, 1)]
+    Path(path).write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="at most"):
+        CocoDataset(path, tmp_path)

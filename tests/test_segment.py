@@ -275,3 +275,27 @@ def test_batch_size_images_a_pass_and_the_same_results(planted, capsys):
     assert passes == [5]
     for a, b in zip(small, whole):
         assert np.array_equal(a.label_map, b.label_map) and np.allclose(a.scores, b.scores)
+
+
+def test_score_maps_beyond_the_memory_cap_are_refused_before_the_model(monkeypatch):
+    """(labels, H, W) float32 maps over fgdense.segment.MAX_SCORE_BYTES: one line, the backbone never runs;
+    at the cap the result is the one the default cap gives."""
+    import fgdense.segment as segment_module
+    from fgdense.errors import FGDenseError
+
+    image, _ = planted_scene()  # 128 x 96: two labels and a background label take 4 * 3 * 96 * 128 bytes
+    labels, need = ["red", "blue"], 4 * 3 * 96 * 128
+
+    def segmenter():
+        return PlantedSegmenter({"red": RED, "blue": BLUE, "green": GREEN}, threshold=None,
+                                background_labels=["green"], regions="pixels")
+
+    expected = segmenter().segment(image, labels)
+    monkeypatch.setattr(segment_module, "MAX_SCORE_BYTES", need - 1)
+    refused = segmenter()
+    with pytest.raises(FGDenseError, match=r"a 128x96 image with 3 labels needs 0\.0 GB .* give at most 2 labels"):
+        refused.segment(image, labels)
+    assert refused.calls["images"] == 0
+    monkeypatch.setattr(segment_module, "MAX_SCORE_BYTES", need)
+    result = segmenter().segment(image, labels)
+    assert (result.label_map == expected.label_map).all() and np.array_equal(result.scores, expected.scores)

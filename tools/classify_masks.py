@@ -66,7 +66,9 @@ def read_masks(path: Path):
             return np.asarray(plain).astype(np.int64)
     except FGDenseError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+    # RecursionError: JSON nested too deeply; DecompressionBombError: a small PNG that decodes huge.
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
+            Image.DecompressionBombError) as err:
         raise FGDenseError(f"masks file {path} cannot be read as masks: {cli.one_line(err)[:200]}") from None
 
 

@@ -6,8 +6,9 @@ A COCO dataset (``info``, ``categories``, ``images``, ``annotations``): ``catego
 image: for segmentation one per label present, its mask as COCO RLE, ``score`` the mean score over the
 mask; for box classification one per box, ``score`` the best label's probability (``cosine`` too); for
 grounding one per phrase with a box, ``score`` its cosine. Every annotation has ``bbox`` (x, y, w, h),
-``area`` and ``iscrowd`` 0, so ``pycocotools.coco.COCO(path)`` loads it, and its annotation list is also
-a valid results list for ``COCO.loadRes``.
+``area`` and ``iscrowd`` 0 (boxes clipped to the image; a number that is not finite, as a NaN score, is
+``null``: the file is strict JSON), so ``pycocotools.coco.COCO(path)`` loads it, and its annotation list
+is also a valid results list for ``COCO.loadRes``.
 
 Built from the images' JSON outputs, not from memory, so it always equals the per-image files, images
 an earlier run finished included. Each process writes its share's part (:func:`write_part`) in index
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -33,9 +35,27 @@ def write_part(path: Path, rows: Iterable[tuple[dict, list[dict]]]) -> int:
     count = 0
     with open(path, "w", encoding="utf-8") as f:
         for image, image_annotations in rows:
-            f.write(json.dumps({"image": image, "annotations": image_annotations}, ensure_ascii=False) + "\n")
+            f.write(_json_line({"image": image, "annotations": image_annotations}))
             count += 1
     return count
+
+
+def _json_line(row: dict) -> str:
+    """A row as strict JSON: NaN or Infinity is no JSON number (a score of NaN weights), so it is null."""
+    try:
+        return json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(_finite(row), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _rows(parts: list[Path]) -> Iterator[dict]:

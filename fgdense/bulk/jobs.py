@@ -202,8 +202,12 @@ def _arithmetic(task) -> str:
     return str(model.dtype).replace("torch.", "")
 
 
-def xywh(xyxy) -> list[float]:
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
+def xywh(xyxy, size_hw) -> list[float]:
+    """A COCO box of an xyxy box clipped to the image of (height, width): the COCO file says what the model
+    saw (a box may reach past the image, [0, 0, 1e300, 1e300] say, whose area would be no JSON number)."""
+    height, width = size_hw
+    x1, x2 = (min(max(float(v), 0.0), float(width)) for v in xyxy[0::2])
+    y1, y2 = (min(max(float(v), 0.0), float(height)) for v in xyxy[1::2])
     return [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]
 
 
@@ -267,7 +271,7 @@ class ClassifyJob(Job):
         index = {label: k for k, label in enumerate(payload["labels"])}
         annotations = []
         for box in payload["boxes"]:
-            area = xywh(box["xyxy"])
+            area = xywh(box["xyxy"], payload["image_size_hw"])
             annotations.append({"category_id": index[box["label"]] + 1, "bbox": area,
                                 "area": round(area[2] * area[3], 2), "score": box["probability"],
                                 "cosine": box["cosine"], "iscrowd": 0})
@@ -312,7 +316,7 @@ class GroundJob(Job):
         for p, phrase in enumerate(payload["phrases"]):
             if phrase.get("box") is None:
                 continue
-            area = xywh(phrase["box"])
+            area = xywh(phrase["box"], payload["image_size_hw"])
             annotations.append({"category_id": p + 1, "bbox": area, "area": round(area[2] * area[3], 2),
                                 "score": phrase["score"], "iscrowd": 0})
         return tuple(payload["image_size_hw"]), annotations

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..io.coco import checked_categories, image_file, read_coco
+from ..io.coco import checked_categories, image_file, read_coco, shared_file_entries
+from ..jsontext import finite_number
 
 SKIP_REASONS = (
     "missing_image",  # the image file is not under the images folder
@@ -51,14 +52,16 @@ class BoxClassDataset:
     num_annotations: int  # every annotation in the file
     source: str = ""
     is_lvis: bool = False  # LVIS's own fields are present (category synonyms / frequency, negative categories)
+    shared_files: int = 0  # image entries naming a file an earlier entry names (each its own image; reported)
 
 
 def _xywh_to_xyxy(bbox) -> tuple[float, float, float, float]:
-    """COCO xywh -> xyxy; a malformed box becomes NaN so that box validation reports it as degenerate."""
-    try:
-        x, y, w, h = (float(v) for v in bbox)
-    except (TypeError, ValueError):
+    """COCO xywh -> xyxy; a malformed box (not four finite numbers: ``true`` is not one, nor a 400-digit
+    integer) becomes NaN so that box validation reports it as degenerate."""
+    numbers = [finite_number(v) for v in bbox] if isinstance(bbox, (list, tuple)) and len(bbox) == 4 else [None]
+    if None in numbers:
         return (float("nan"),) * 4
+    x, y, w, h = numbers
     return x, y, x + w, y + h
 
 
@@ -108,7 +111,8 @@ def load_boxclass_dataset(path) -> BoxClassDataset:
     kept = [image for image in images.values() if image.annotations]
     for index, image in enumerate(kept):
         image.index = index
-    return BoxClassDataset(categories, kept, skipped, len(data["annotations"]), str(path), _looks_like_lvis(data))
+    return BoxClassDataset(categories, kept, skipped, len(data["annotations"]), str(path), _looks_like_lvis(data),
+                           shared_file_entries(data["images"]))
 
 
 __all__ = ["SKIP_REASONS", "BoxAnnotation", "BoxClassDataset", "BoxImage", "image_path", "load_boxclass_dataset"]

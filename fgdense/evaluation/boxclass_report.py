@@ -9,9 +9,11 @@ what (:mod:`fgdense.evaluation.plots`) needs the report alone.
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 
 import torch
 
+from ..errors import printable
 from .boxclass_data import SKIP_REASONS, BoxClassDataset
 
 
@@ -22,8 +24,9 @@ class Tally:
     def __init__(self, categories):
         self.index = {cid: i for i, (cid, _) in enumerate(categories)}
         self.per_category = torch.zeros(len(categories), 3, dtype=torch.int64)
-        # Dense: LVIS's 1203 categories make 11 MB, once per run.
-        self.confusion = torch.zeros(len(categories), len(categories), dtype=torch.int64)
+        # Sparse, (true index, predicted index) -> annotations: memory follows the boxes scored, not the
+        # categories squared (100k categories would make a dense matrix of 80 GB).
+        self.confusion: Counter = Counter()
         self.skips = torch.zeros(len(SKIP_REASONS), dtype=torch.int64)
         self.images = torch.zeros(1, dtype=torch.int64)
 
@@ -72,6 +75,7 @@ def build_report(dataset: BoxClassDataset, tally: Tally, meta: dict) -> dict:
         "images_done": images_done,
         "complete": images_done == len(dataset.images),
         "categories": len(dataset.categories),
+        "image_entries_sharing_a_file": dataset.shared_files,
         "per_category": per_category,
         "confusion": sparse_confusion(tally.confusion, [str(cid) for cid, _ in dataset.categories]),
     }
@@ -79,11 +83,16 @@ def build_report(dataset: BoxClassDataset, tally: Tally, meta: dict) -> dict:
 
 def sparse_confusion(matrix, row_keys, column_keys=None) -> dict:
     """A confusion matrix as JSON: row key -> column key -> count, non-zero cells only (LVIS-sized
-    matrices are almost all zeros)."""
+    matrices are almost all zeros). ``matrix`` is dense (an array) or sparse (a mapping of (row, column)
+    index pairs to counts); cells come in row-major order either way."""
     column_keys = row_keys if column_keys is None else column_keys
+    if isinstance(matrix, dict):
+        cells = ((i, j, n) for (i, j), n in sorted(matrix.items()) if n)
+    else:
+        cells = ((i, j, matrix[i][j]) for i, j in torch.as_tensor(matrix).nonzero().tolist())
     rows = {}
-    for i, j in torch.as_tensor(matrix).nonzero().tolist():
-        rows.setdefault(row_keys[i], {})[column_keys[j]] = int(matrix[i][j])
+    for i, j, n in cells:
+        rows.setdefault(row_keys[i], {})[column_keys[j]] = int(n)
     return rows
 
 
@@ -104,13 +113,16 @@ def with_unit(value) -> str:
 def format_report(report: dict, max_categories: int = 40) -> str:
     """A printable table: the summary, skips by reason, and per-category accuracy (worst first when cut)."""
     lines = [
-        f"box classification: {report.get('annotations_file', '')}",
+        f"box classification: {printable(report.get('annotations_file', ''))}",
         f"  protocol {report.get('protocol', '?')}, text mask {report.get('text_mask', '?')}",
         f"  top-1 {with_unit(report['top1'])}   top-5 {with_unit(report['top5'])}   "
         f"({report['evaluated']} of {report['annotations']} annotations scored, "
         f"{report['images_done']}/{report['images']} images{'' if report['complete'] else ', INCOMPLETE'})",
         f"  skipped {report['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in report["skipped"].items()),
     ]
+    if report.get("image_entries_sharing_a_file"):
+        lines.append(f"  {report['image_entries_sharing_a_file']} image entries name a file an earlier entry "
+                     "names (each scored as its own image)")
     rows = [(cid, c) for cid, c in report["per_category"].items() if c["evaluated"]]
     if rows:
         shown = rows
@@ -119,10 +131,11 @@ def format_report(report: dict, max_categories: int = 40) -> str:
             lines.append(f"  per category (the {max_categories} worst top-1 of {len(rows)}; all in the JSON report):")
         else:
             lines.append("  per category:")
-        width = max(display_width(c["name"]) for _, c in shown)
+        names = {cid: printable(c["name"]) for cid, c in shown}  # escaped before the columns are measured
+        width = max(display_width(name) for name in names.values())
         lines.append(f"    {'id':>8}  {'name' + ' ' * (width - 4)}  {'n':>6}  {'top-1%':>6}  {'top-5%':>6}")
         for cid, c in shown:
-            name = c["name"] + " " * (width - display_width(c["name"]))
+            name = names[cid] + " " * (width - display_width(names[cid]))
             lines.append(f"    {cid:>8}  {name}  {c['evaluated']:>6}  {percent(c['top1'])}  {percent(c['top5'])}")
     return "\n".join(lines)
 

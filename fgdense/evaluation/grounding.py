@@ -6,8 +6,9 @@ class users run, with its settings) picks the box whose region embedding is clos
 pick is right when that box belongs to the phrase's category. Chance is the share of the image's boxes
 that belong to the phrase's category, averaged over phrases: a model that ignores the image scores about
 that. Images whose boxes are all of one category cannot tell right from wrong and are not scored (counted
-in the report), nor are boxes without area (not candidates). The images go through the bulk runner
-(:mod:`fgdense.evaluation.runs`): workers, ``torchrun`` shards, and each image's picks are its record.
+in the report), nor are boxes without area: they are no candidates, counted in the report
+(``boxes_not_candidates``). The images go through the bulk runner (:mod:`fgdense.evaluation.runs`):
+workers, ``torchrun`` shards, and each image's picks are its record.
 """
 
 from __future__ import annotations
@@ -118,8 +119,10 @@ def evaluate_grounding(grounder, annotations, images_dir, *, out=None, workers: 
     images = dataset.images[:max_images] if max_images is not None else dataset.images
     not_scored: Counter = Counter()
     scored, phrases, truth = {}, {}, {}
+    no_area = 0  # boxes that are no candidates: zero area, inverted, not numbers
     for image in images:
         candidates = [a for a in image.annotations if _has_area(a.bbox)]
+        no_area += len(image.annotations) - len(candidates)
         present = list(dict.fromkeys(a.category_id for a in candidates))
         if len(present) < 2:
             not_scored["one category only"] += 1
@@ -140,7 +143,10 @@ def evaluate_grounding(grounder, annotations, images_dir, *, out=None, workers: 
         job = GroundingJob(grounder, folder, phrases, truth)
         evaluated = evaluate_items(job, items, workers=workers, overwrite=overwrite, progress=progress,
                                    status=status, ranks=ranks)
-    return _report(dataset, images, scored, evaluated, not_scored, max_images)
+    report = _report(dataset, images, scored, evaluated, not_scored, max_images)
+    report["boxes_not_candidates"] = {"degenerate_box": no_area}
+    report["image_entries_sharing_a_file"] = dataset.shared_files
+    return report
 
 
 def format_grounding_report(report: dict) -> str:
@@ -151,6 +157,12 @@ def format_grounding_report(report: dict) -> str:
              f"({report['right']} of {report['phrases']} phrases, {report['images_scored']} images)"]
     if report["images_not_scored"]:
         lines.append("  not scored: " + ", ".join(f"{n} ({why})" for why, n in report["images_not_scored"].items()))
+    if report.get("image_entries_sharing_a_file"):
+        lines.append(f"  {report['image_entries_sharing_a_file']} image entries name a file an earlier entry "
+                     "names (each scored as its own image)")
+    dropped = report.get("boxes_not_candidates", {}).get("degenerate_box", 0)
+    if dropped:
+        lines.append(f"  {dropped} box(es) without area (zero, inverted or not numbers) were not candidates")
     return "\n".join(lines)
 
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 import functools
 import io
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FGDenseError
+from ..errors import FGDenseError, printable
 from ..io.fonts import bundled_font, choose_font
 
 TOP = 15        # categories in the matrix: beyond ~15 the cells' numbers no longer fit
@@ -37,12 +38,21 @@ class Confusion:
 
     kind: str                   # "box classification" or "segmentation"
     names: list[str]            # every category, in the report's order
-    counts: np.ndarray          # (K, K + 1): row = true category, column = predicted, the last "no class"
+    cells: dict                 # (true index, predicted index) -> count, non-zero only; index K = "no class"
     scores: list[float | None]  # per category: top-1 accuracy or IoU; None where not scored
     score_name: str             # "top-1 accuracy" or "IoU"
     unit: str                   # what a count counts: "annotations" or "pixels"
     noun: tuple[str, str]       # ("category", "categories") or ("class", "classes")
     summary: str                # the headline numbers, for the picture's title
+
+    @property
+    def counts(self) -> np.ndarray:
+        """The (K, K + 1) dense matrix (row = true category, column = predicted, the last "no class"): for
+        small reports only; the picture works from :attr:`cells`, so 100k categories never make it."""
+        counts = np.zeros((len(self.names), len(self.names) + 1), np.int64)
+        for (i, j), n in self.cells.items():
+            counts[i, j] = n
+        return counts
 
 
 @dataclass
@@ -78,37 +88,50 @@ def confusion_of(report: dict) -> Confusion:
                    f"{report.get('images_scored', report.get('images', 0))} images")
     else:
         raise FGDenseError("not a box-classification or segmentation report (no per_category / per_class)")
-    counts = np.zeros((len(ids), len(ids) + 1), np.int64)
     row = {cid: i for i, cid in enumerate(ids)}
-    for truth, predicted in report["confusion"].items():
-        for guess, n in predicted.items():
-            counts[row[truth], column[guess]] = n
+    cells = {(row[truth], column[guess]): int(n) for truth, predicted in report["confusion"].items()
+             for guess, n in predicted.items() if n}
     if report.get("model"):
         summary += f", model {report['model']}"
     if not report.get("complete", True):
         summary += " (incomplete run)"
-    return Confusion(kind, names, counts, scores, score_name, unit, noun, summary)
+    return Confusion(kind, names, cells, scores, score_name, unit, noun, summary)
 
 
-def most_confused(counts: np.ndarray, top: int = TOP) -> list[int]:
+def most_confused(counts, top: int = TOP, size: int | None = None) -> list[int]:
     """The ``top`` categories with the most off-diagonal mass (mistaken as the truth plus mistaken for as
     the prediction), most first; ties go to the larger category, then the earlier one. Categories neither
-    present nor predicted are never chosen."""
-    k = counts.shape[0]
-    square = counts[:, :k]
-    diagonal = np.diag(square)
-    mass = (counts.sum(1) - diagonal) + (square.sum(0) - diagonal)
-    support = counts.sum(1)
-    candidates = [i for i in range(k) if support[i] or square[:, i].any()]
+    present nor predicted are never chosen. ``counts``: a (K, K + 1) matrix, or the cells of ``size`` K
+    categories (:attr:`Confusion.cells`), which costs the non-zero cells only."""
+    if isinstance(counts, np.ndarray):
+        size = counts.shape[0]
+        counts = {(int(i), int(j)): int(counts[i, j]) for i, j in zip(*np.nonzero(counts))}
+    mass: Counter = Counter()
+    support: Counter = Counter()
+    predicted = set()
+    for (i, j), n in counts.items():
+        support[i] += n
+        if j < size:  # a category, not "no class"
+            predicted.add(j)
+        if i != j:
+            mass[i] += n  # mistaken as the truth
+            if j < size:
+                mass[j] += n  # mistaken for as the prediction
+    candidates = {i for i in support if support[i]} | predicted
     return sorted(candidates, key=lambda i: (-mass[i], -support[i], i))[:top]
 
 
 def shown_matrix(confusion: Confusion, top: int = TOP) -> Shown:
     """The rows and columns the picture's matrix shows, row-normalised, with the ``(other)`` column."""
-    order = most_confused(confusion.counts, top)
-    counts = confusion.counts[order]
-    inside = counts[:, order]
-    support = counts.sum(1)
+    order = most_confused(confusion.cells, top, len(confusion.names))
+    position = {category: k for k, category in enumerate(order)}
+    inside = np.zeros((len(order), len(order)), np.int64)
+    support = np.zeros(len(order), np.int64)
+    for (i, j), n in confusion.cells.items():
+        if i in position:
+            support[position[i]] += n
+            if j in position:
+                inside[position[i], position[j]] += n
     # Whatever a shown row predicted outside the shown categories (or "no class") is its "other".
     cells = np.concatenate([inside, (support - inside.sum(1))[:, None]], axis=1).astype(np.float64)
     rows = np.divide(cells, support[:, None], out=np.zeros_like(cells), where=support[:, None] > 0)
@@ -133,7 +156,9 @@ def plot_png(report: dict, top: int = TOP, bars: int = BARS, font: str | None = 
     worst = worst_scores(confusion, bars)
     lettering = choose_font(confusion.names + [OTHER, confusion.summary], font)
     rows = max(len(shown.order), len(worst), 1)
-    with matplotlib.rc_context({"font.family": [_family(lettering.path), "DejaVu Sans"], "font.size": 9}), \
+    # text.parse_math off: names are drawn as written ("$\\alpha$" is a name here, not mathtext to parse).
+    with matplotlib.rc_context({"font.family": [_family(lettering.path), "DejaVu Sans"], "font.size": 9,
+                                "text.parse_math": False}), \
             warnings.catch_warnings():
         # choose_font has already warned once about characters no font has; they are drawn as U+FFFD.
         warnings.filterwarnings("ignore", message="Glyph .* missing")
@@ -223,6 +248,7 @@ def _family(path: str) -> str:
 
 
 def _short(name: str, limit: int = 28) -> str:
+    name = printable(name)  # a terminal control in a name is drawn as its escape, as the tables print it
     return name if len(name) <= limit else name[: limit - 1] + "\u2026"
 
 

@@ -131,8 +131,10 @@ class RecordPreparer(Preparer):
             return Prepared(item, "bad", run, reason="unreadable_image", detail=str(err))
         try:
             extra = self.check(item, rgb)
-        except FGDenseError as err:
-            return Prepared(item, "bad", run, reason="bad_ground_truth", detail=str(err))
+        except FGDenseError as err:  # an error may say what to count it under (segmentation_data.GroundTruthError)
+            return Prepared(item, "bad", run, reason=getattr(err, "reason", "bad_ground_truth"), detail=str(err))
+        except Exception as err:  # noqa: BLE001  one image's ground truth a library fails on is not a stop
+            return Prepared(item, "bad", run, reason="bad_ground_truth", detail=f"{type(err).__name__}: {err}")
         ready = process_image(self.processor, rgb, self.cap)
         return Prepared(item, "ready", run, ready, item.boxes, extra=extra)
 

@@ -22,11 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from ..bulk.distributed import current
-from ..errors import DatasetError, FGDenseError
+from ..errors import DatasetError, FGDenseError, printable, shorten
 from ..segment import Segmenter
 from .boxclass_report import display_width, percent, sparse_confusion
 from .runs import RecordJob, RecordPreparer, dataset_item, evaluate_items, records_folder
-from .segmentation_data import IGNORE_INDEX, CocoDataset, FolderDataset, read_class_list
+from .segmentation_data import IGNORE_INDEX, CocoDataset, FolderDataset, GroundTruthError, read_class_list
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -104,8 +104,15 @@ class TruthPreparer(RecordPreparer):
     def check(self, item, image):
         truth = self.dataset.ground_truth(item.index)
         if truth.shape != (image.height, image.width):
-            raise DatasetError(f"label map of {item.path} is {truth.shape[1]}x{truth.shape[0]} "
-                               f"but the image is {image.width}x{image.height}")
+            raise GroundTruthError("bad_ground_truth", f"label map of {item.path} is {truth.shape[1]}x"
+                                   f"{truth.shape[0]} but the image is {image.width}x{image.height}")
+        # Values that are no class (nor the ignore index) are found here, before the model's work on the image.
+        classes, ignore = len(self.dataset.class_names), self.dataset.ignore_index
+        bad = np.unique(truth[((truth < 0) | (truth >= classes)) & (truth != ignore)])
+        if bad.size:
+            raise GroundTruthError("ground_truth_out_of_range", f"ground truth of {item.path} holds values "
+                                   f"{shorten(bad.tolist())}, not class indices 0..{classes - 1} nor the ignore "
+                                   f"index {ignore}")
         return truth
 
 
@@ -136,7 +143,11 @@ class SegmentationJob(RecordJob):
         return [[int(i), int(j), int(result[i, j])] for i, j in zip(*np.nonzero(result))]
 
 
-SKIP_REASONS = ("missing_image", "unreadable_image", "outside_images", "bad_ground_truth", "failed")
+# Why an image was not scored: its file (missing, unreadable, named outside the images folder); its ground
+# truth (a label map that does not decode, a COCO polygon or RLE that does not, values that are no class,
+# anything else that does not fit the image); or the model or the record's write failing on it.
+SKIP_REASONS = ("missing_image", "unreadable_image", "outside_images", "unreadable_ground_truth",
+                "bad_mask_annotation", "ground_truth_out_of_range", "bad_ground_truth", "failed")
 
 
 def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max_images: int | None = None,
@@ -145,8 +156,10 @@ def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max
     ``dataset`` (:class:`FolderDataset` or :class:`CocoDataset`); a JSON-ready report.
 
     Class names are the segmenter's labels; the background class is the segmenter's background. Images
-    that are missing, unreadable or named outside the images folder, and ground truths that do not fit
-    their image, are skipped and counted by reason (``report["skipped"]``). ``out`` keeps each image's
+    that are missing, unreadable or named outside the images folder, and ground truths that cannot be read
+    (a corrupt label map, a bad polygon or RLE), hold values that are no class or do not fit their image,
+    are skipped before the model's work on them and counted by reason (``report["skipped"]``,
+    :data:`SKIP_REASONS`). ``out`` keeps each image's
     record in ``out/records``: a later call with the same settings skips those images (``overwrite``
     redoes them). ``max_images``: only the first images. Under ``torch.distributed`` every rank calls this
     and returns the report.
@@ -179,6 +192,7 @@ def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max
     report = scores_from_confusion(confusion, dataset.class_names)
     report.update(images=count, images_scored=len(evaluated.records), skipped=skipped,
                   complete=count == len(dataset), ignore_index=dataset.ignore_index,
+                  image_entries_sharing_a_file=getattr(dataset, "shared_files", 0),
                   background_class=None if dataset.background_index is None
                   else dataset.class_names[dataset.background_index],
                   confusion=sparse_confusion(confusion, [str(i) for i in range(classes + 1)]))
@@ -187,10 +201,11 @@ def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max
 
 def format_report(report: dict) -> str:
     """A readable table: per-class IoU and accuracy, then the summary numbers (percentages)."""
-    width = max([5] + [display_width(row["class"]) for row in report["per_class"]])
+    names = [printable(row["class"]) for row in report["per_class"]]  # escaped before the columns are measured
+    width = max([5] + [display_width(name) for name in names])
     lines = [f"{'class' + ' ' * (width - 5)}  IoU %   acc %   gt pixels"]
-    for row in report["per_class"]:
-        name = row["class"] + " " * (width - display_width(row["class"]))
+    for shown, row in zip(names, report["per_class"]):
+        name = shown + " " * (width - display_width(shown))
         lines.append(f"{name}  {percent(row['iou'])}  {percent(row['accuracy'])}  {row['gt_pixels']:>9}")
     lines.append(f"mIoU {percent(report['miou'])} %   pixel accuracy {percent(report['pixel_accuracy'])} %   "
                  f"mean accuracy {percent(report['mean_accuracy'])} %   images {report['images']}"
@@ -198,6 +213,9 @@ def format_report(report: dict) -> str:
     skipped = {k: v for k, v in report.get("skipped", {}).items() if v}
     if skipped:
         lines.append("skipped images: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+    if report.get("image_entries_sharing_a_file"):
+        lines.append(f"{report['image_entries_sharing_a_file']} image entries name a file an earlier entry "
+                     "names (each scored as its own image)")
     return "\n".join(lines)
 
 

@@ -2,16 +2,18 @@
 
 It checks what every user of such a file relies on, with one error type (:class:`~fgdense.errors.DatasetError`)
 and one wording: the file exists and is JSON, it is an object with ``images``, ``annotations`` and
-``categories`` lists, every category has an ``id`` (once) and a non-empty ``name``. What each user does
+``categories`` lists, no image id is given twice, every category has an ``id`` (once) and a non-empty
+``name``. Image entries that name a file an earlier entry names are legal (each is its own image, with its
+own annotations) and counted: :func:`shared_file_entries`, which the reports show. What each user does
 with the entries beyond that (boxes, masks, synonyms) is its own.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..jsontext import read_json_file
 
 SECTIONS = ("images", "annotations", "categories")
 
@@ -21,10 +23,7 @@ def read_json(path, what: str):
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{what} {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{what} {path} is not readable JSON: {err}") from None
+    return read_json_file(path, f"{what} {path}", DatasetError)
 
 
 def read_coco(path) -> dict:
@@ -36,7 +35,27 @@ def read_coco(path) -> dict:
     missing = [k for k in SECTIONS if not isinstance(data.get(k), list)]
     if missing:
         raise DatasetError(f"annotation file {path} lacks the COCO-format list(s) {', '.join(map(repr, missing))}")
+    _refuse_repeated_ids(data["images"], path)
     return data
+
+
+def _refuse_repeated_ids(images: list, path) -> None:
+    """An image id given twice is refused: which entry would its annotations mean (the later one silently
+    replaced the earlier)?"""
+    ids = set()
+    for entry in images:
+        image_id = entry.get("id") if isinstance(entry, dict) else None  # each user checks entries itself
+        if isinstance(image_id, (int, str)) and not isinstance(image_id, bool):
+            if image_id in ids:
+                raise DatasetError(f"{path}: image id {image_id!r} appears twice")
+            ids.add(image_id)
+
+
+def shared_file_entries(images: list) -> int:
+    """How many image entries name a file an earlier entry already names (a file listed twice is one)."""
+    names = [image_file(entry) for entry in images if isinstance(entry, dict)]
+    named = [name for name in names if name]
+    return len(named) - len(set(named))
 
 
 def checked_categories(data: dict, path) -> list[dict]:
@@ -61,4 +80,4 @@ def image_file(entry: dict) -> str:
     return str(name)
 
 
-__all__ = ["SECTIONS", "checked_categories", "image_file", "read_coco", "read_json"]
+__all__ = ["SECTIONS", "checked_categories", "image_file", "read_coco", "read_json", "shared_file_entries"]

@@ -6,15 +6,19 @@ Every problem is an :class:`~fgdense.errors.FGDenseError` naming the input, foun
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BoxError, LabelError
+from ..jsontext import json_number, parse_json
 
 # File suffixes taken as images when a folder is expanded (anything PIL reads; others are ignored).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+# The most boxes one image takes from a boxes file or a JSONL manifest line (detectors give hundreds; LVIS
+# keeps 300 a image): beyond it a file is refused (a manifest line is a bad file) before it is parsed.
+MAX_BOXES_PER_IMAGE = 10_000
 
 
 def is_image_name(path: Path) -> bool:
@@ -40,24 +44,48 @@ def read_boxes_file(path) -> np.ndarray:
 def parse_boxes(text: str, source: str = "boxes") -> np.ndarray:
     """(N, 4) xyxy pixel boxes from JSON text in any form :func:`read_boxes_file` accepts.
 
-    ``source`` names the text in error messages (a file, or boxes typed into a form).
+    ``source`` names the text in error messages (a file, or boxes typed into a form). More than
+    :data:`MAX_BOXES_PER_IMAGE` boxes are refused before the text is parsed.
     """
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise BoxError(f"{source} is not valid JSON: {err}") from None
+    if too_many_boxes(text):
+        raise BoxError(f"{source} holds more than {MAX_BOXES_PER_IMAGE} boxes, the most one image takes")
+    value = parse_json(text, source, BoxError)
     if isinstance(value, dict):
         value = value.get("boxes")
     if not isinstance(value, list):
         raise BoxError(f"{source}: expected a list of [x1, y1, x2, y2] boxes (or {{\"boxes\": [...]}})")
+    rows = box_rows(value)
+    if isinstance(rows, int):
+        raise BoxError(f"{source}: box {rows} is not [x1, y1, x2, y2] numbers: {_shown(value[rows])}")
+    return rows
+
+
+def too_many_boxes(text: str) -> bool:
+    """Whether JSON text may hold more boxes than one image takes: every box opens a bracket, so counting
+    them (in C, no parsing) bounds the boxes before any Python list is built."""
+    return text.count("[") > MAX_BOXES_PER_IMAGE + 1
+
+
+def box_rows(boxes: list) -> np.ndarray | int:
+    """(N, 4) float64 boxes from a list of ``[x1, y1, x2, y2]`` (or ``{"xyxy": [...]}``), or the index of the
+    first entry that is not four numbers (a bool is not a number; nor is a 400-digit integer). NaN passes:
+    box validation refuses it by name."""
     rows = []
-    for index, item in enumerate(value):
+    for index, item in enumerate(boxes):
         box = item.get("xyxy") if isinstance(item, dict) else item
-        if not (isinstance(box, list) and len(box) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            raise BoxError(f"{source}: box {index} is not [x1, y1, x2, y2] numbers: {item!r}"[:300])
-        rows.append(box)
+        numbers = [json_number(v) for v in box] if isinstance(box, list) and len(box) == 4 else [None]
+        if None in numbers:
+            return index
+        rows.append(numbers)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _shown(item) -> str:
+    """A bad entry for a one-line message: its start only (it may be huge, or nested too deeply to repr)."""
+    try:
+        return repr(item)[:200]
+    except RecursionError:
+        return "(nested too deeply to show)"
 
 
 def read_lines_file(path, what: str = "labels file") -> list[str]:
@@ -83,4 +111,5 @@ def tool_labels(labels, labels_file=None) -> list[str]:
     return check_labels(found)
 
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_name", "parse_boxes", "read_boxes_file", "read_lines_file", "tool_labels"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_BOXES_PER_IMAGE", "box_rows", "is_image_name", "parse_boxes", "read_boxes_file",
+           "read_lines_file", "too_many_boxes", "tool_labels"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,9 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import ImageLoadError, OutputError
-from .inputs import IMAGE_SUFFIXES, is_image_name
+from ..errors import FGDenseError, ImageLoadError, OutputError
+from ..jsontext import parse_json
+from .inputs import IMAGE_SUFFIXES, MAX_BOXES_PER_IMAGE, box_rows, is_image_name, too_many_boxes
 
 MANIFEST_SUFFIXES = (".txt", ".jsonl")
 
@@ -214,6 +214,8 @@ def _check_argument(path: Path) -> str:
     try:
         with Image.open(path):
             pass
+    except Image.DecompressionBombError as err:  # PIL's guard against a small file that decodes huge
+        raise ImageLoadError(f"image {path} is too large to decode safely: {err}") from None
     except (UnidentifiedImageError, OSError) as err:
         raise ImageLoadError(f"{path} is not an image file ({err.__class__.__name__}), nor a manifest "
                              f"({', '.join(MANIFEST_SUFFIXES)})") from None
@@ -272,10 +274,13 @@ def _manifest_entries(manifest: Path) -> Iterator[_Entry]:
 
 def _jsonl_record(text: str):
     """(path, boxes or None, problem or None) of one JSONL manifest line."""
+    if too_many_boxes(text):
+        return None, None, ("too_many_boxes", f"more than {MAX_BOXES_PER_IMAGE} boxes in one line, the most one "
+                                              "image takes")
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        return None, None, ("bad_manifest_line", f"not JSON: {err}")
+        record = parse_json(text, "the line")
+    except FGDenseError as err:
+        return None, None, ("bad_manifest_line", f"not JSON ({err})")
     if not isinstance(record, dict) or not isinstance(record.get("path"), str) or not record["path"].strip():
         return None, None, ("bad_manifest_line", 'expected a JSON object with a "path" string')
     boxes = record.get("boxes")
@@ -283,14 +288,10 @@ def _jsonl_record(text: str):
         return record["path"], None, None
     if not isinstance(boxes, list):
         return record["path"], None, ("bad_boxes", '"boxes" must be a list of [x1, y1, x2, y2]')
-    rows = []
-    for index, box in enumerate(boxes):
-        box = box.get("xyxy") if isinstance(box, dict) else box
-        if not (isinstance(box, list) and len(box) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            return record["path"], None, ("bad_boxes", f"box {index} is not [x1, y1, x2, y2] numbers")
-        rows.append(box)
-    return record["path"], np.asarray(rows, dtype=np.float64).reshape(-1, 4), None
+    rows = box_rows(boxes)
+    if isinstance(rows, int):
+        return record["path"], None, ("bad_boxes", f"box {rows} is not [x1, y1, x2, y2] numbers")
+    return record["path"], rows, None
 
 
 __all__ = ["Item", "MANIFEST_SUFFIXES", "Sources", "path_key", "shard"]

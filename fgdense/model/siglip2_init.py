@@ -8,13 +8,13 @@ extrapolated from the final difference); the text head is copied into ``longtext
 
 from __future__ import annotations
 
-import json
 
 import torch
 
 from ..checkpoint import resolve_checkpoint
 from ..config import FGCLIP2Config
 from ..errors import CheckpointError
+from ..jsontext import read_json_file
 from .modeling import FGCLIP2Model
 from .weights import check_state_dict, read_state_dict
 
@@ -41,11 +41,8 @@ def fgclip2_config_from_siglip2(values: dict, keep_len: int = 20) -> FGCLIP2Conf
 def init_from_siglip2(name_or_path, keep_len: int = 20, dtype=None):
     """An :class:`FGCLIP2Model` initialised from a transformers SigLIP 2 checkpoint folder or hub id."""
     folder = resolve_checkpoint(name_or_path)
-    try:
-        values = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {folder / 'config.json'}: {err}") from None
-    if values.get("model_type") != "siglip2":
+    values = read_json_file(folder / "config.json", str(folder / "config.json"), CheckpointError)
+    if not isinstance(values, dict) or values.get("model_type") != "siglip2":
         raise CheckpointError(f"{folder} has model_type {values.get('model_type')!r}, expected a SigLIP 2 ('siglip2') checkpoint")
     config = fgclip2_config_from_siglip2(values, keep_len)
     state = read_state_dict(folder)

@@ -23,6 +23,7 @@ from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2Imag
 from ..checkpoint import resolve_checkpoint
 from ..config import check_budget
 from ..errors import CheckpointError, ImageLoadError
+from ..jsontext import read_json_file
 
 # (patches above which, budget): the official dynamic buckets, largest first.
 DYNAMIC_BUCKETS = ((784, 1024), (576, 784), (256, 576), (128, 256))
@@ -165,10 +166,9 @@ class FGCLIP2ImageProcessor(Siglip2ImageProcessorPil):
         path = folder / "preprocessor_config.json"
         values: dict[str, Any] = {}
         if path.is_file():
-            try:
-                values = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as err:
-                raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+            values = read_json_file(path, str(path), CheckpointError)
+            if not isinstance(values, dict):
+                raise CheckpointError(f"{path} does not hold a JSON object")
         kwargs = {k: values[k] for k in _INIT_KEYS if k in values}
         kwargs["dynamic_max_patches"] = bool(values.get("dynamic_max_patches", True))
         kwargs.update(overrides)

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from ..errors import CocoFormatError, ImageLoadError
 from ..io.coco import checked_categories, image_file, read_coco, read_json
+from ..jsontext import finite_number
 from ..processing.image import decode_as_stored
 from .data import Record
 
@@ -342,12 +343,13 @@ class CocoRegionDataset(Dataset):
 
     def _box(self, bbox, width: float, height: float, min_size: float, min_area: float):
         """Normalised xyxy of a COCO xywh box clipped to the image, or None (counted by reason)."""
-        try:
-            x, y, w, h = (float(v) for v in bbox)
-        except (TypeError, ValueError):
+        # A bool is not a coordinate (``true`` would read as 1); an integer too large for a float is no box.
+        if not (isinstance(bbox, list) and len(bbox) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
             self.counts["malformed"] += 1
             return None
-        if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        x, y, w, h = (finite_number(v) for v in bbox)
+        if None in (x, y, w, h) or w <= 0 or h <= 0:
             self.counts["degenerate"] += 1
             return None
         x1, y1, x2, y2 = max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)

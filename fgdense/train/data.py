@@ -97,8 +97,8 @@ def read_annotations(path: Path) -> list[dict]:
         if path.suffix == ".jsonl":
             return [json.loads(line) for line in text.splitlines() if line.strip()]
         data = json.loads(text)
-    except (OSError, ValueError) as err:
-        raise FineHARDError(f"cannot read annotation file {path}: {err}") from None
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested too deeply to parse
+        raise FineHARDError(f"cannot read annotation file {path}: {str(err)[:200]}") from None
     if isinstance(data, dict):
         data = data.get("annotations", data.get("data"))
     if not isinstance(data, list):
