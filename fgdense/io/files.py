@@ -26,6 +26,15 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
 
 
+NAME_MAX = 255  # bytes in one file name on Linux's file systems (ext4, xfs, btrfs, NFS...)
+TEMPORARY_EXTRA = 27  # bytes write_all's temporary names add to a target's name: ".NAME.<12>.<8>.tmp"
+
+
+def name_fits(name: str) -> bool:
+    """Whether a file named ``name`` (and write_all's temporary name for it) can be made in any folder."""
+    return len(os.fsencode(name)) + TEMPORARY_EXTRA <= NAME_MAX
+
+
 def write_all(writes) -> None:
     """Write several files all-or-nothing: ``writes`` is a list of (path, write(temp_path)).
 
@@ -62,9 +71,12 @@ def _temporary(target: Path, token: str) -> Path:
 
 
 def write_text(text: str):
-    """A ``write(temp_path)`` for :func:`write_all` that writes UTF-8 text."""
+    """A ``write(temp_path)`` for :func:`write_all` that writes UTF-8 text.
+
+    A file name that is not UTF-8 (``\\xff.jpg``) reaches the text as a lone surrogate; it is written as
+    the escape ``\\udcff``, which inside a JSON string reads back as that very name."""
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
     return write
 
@@ -142,5 +154,5 @@ def check_output_folder(out_dir, name: str = "--out") -> Path:
     return out
 
 
-__all__ = ["FILE_MODE", "check_output_folder", "check_outputs", "same_file", "write_all", "write_json",
+__all__ = ["FILE_MODE", "NAME_MAX", "check_output_folder", "name_fits", "check_outputs", "same_file", "write_all", "write_json",
            "write_picture", "write_text"]
