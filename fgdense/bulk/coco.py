@@ -29,9 +29,10 @@ def part_path(coco: Path, rank: int) -> Path:
 
 
 def write_part(path: Path, rows: Iterable[tuple[dict, list[dict]]]) -> int:
-    """Write one process's (image entry, annotations) rows, in index order; returns how many."""
+    """Write one process's (image entry, annotations) rows, in index order; returns how many. (A name that is
+    not UTF-8 is written as its JSON escape, as :func:`fgdense.io.files.write_text` does.)"""
     count = 0
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
         for image, image_annotations in rows:
             f.write(json.dumps({"image": image, "annotations": image_annotations}, ensure_ascii=False) + "\n")
             count += 1
@@ -53,7 +54,7 @@ def merge_parts(coco: Path, parts: list[Path], categories: list[str], info: dict
     counts = {"images": 0, "annotations": 0}
 
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             head = {"info": info, "categories": [{"id": k + 1, "name": name} for k, name in enumerate(categories)]}
             f.write(json.dumps(head, ensure_ascii=False)[:-1] + ',\n"images": [')
             for n, row in enumerate(_rows(parts)):  # first pass: the images
