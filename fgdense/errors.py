@@ -50,6 +50,10 @@ class OutputError(FGDenseError):
     """An output path that cannot or must not be written (a folder that is missing, one of the inputs)."""
 
 
+class OutputNameError(OutputError):
+    """An output file name the filesystem will not hold (too long, bytes it refuses): that file, not its folder."""
+
+
 def shorten(items, limit: int = 5, sep: str = ", ") -> str:
     """``a, b, c, ... (12 more)``: a long list cut for a one-line message."""
     items = [str(item) for item in items]

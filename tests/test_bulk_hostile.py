@@ -168,3 +168,36 @@ def test_a_killed_main_process_takes_its_workers_with_it(tmp_path, tiny_checkpoi
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_the_workers_bound_counts_cpus_memory_and_the_processes_of_a_machine(monkeypatch):
+    import pytest
+
+    from fgdense.bulk import workers
+    from fgdense.errors import FGDenseError
+
+    monkeypatch.setattr(workers, "cpus", lambda: 8)
+    monkeypatch.setattr(workers, "available_memory", lambda: 64 * 2**30)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert workers.worker_limit() == 16  # two per CPU
+    monkeypatch.setattr(workers, "available_memory", lambda: 3 * 2**30)
+    assert workers.worker_limit() == 6  # 512 MiB each
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert workers.worker_limit() == 1 and workers.check_workers(1) == 1
+    with pytest.raises(FGDenseError, match="--workers 2 is more than this machine can run: at most 1 .*4 processes"):
+        workers.check_workers(2)
+
+
+def test_a_name_the_filesystem_refuses_at_write_time_is_a_bad_file_not_a_stop(tmp_path, tiny_checkpoint, capsys,
+                                                                              monkeypatch):
+    """The up-front length check defeated (another filesystem's limits): the write fails, that image is listed."""
+    from fgdense.io import sources
+
+    monkeypatch.setattr(sources, "name_fits", lambda name: True)
+    folder = tmp_path / "imgs"
+    photos(folder, 1)
+    Image.new("RGB", (40, 30)).save(folder / ("y" * 240 + ".png"))
+    out = tmp_path / "out"
+    assert tool("segment")(segment_args(tiny_checkpoint, out, folder)) == 1
+    assert "name_unwritable 1" in capsys.readouterr().out
+    assert (out / "p00.json").is_file()

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..devices import quiet_worker
-from ..errors import OutputError
+from ..errors import OutputError, OutputNameError
 from ..io.files import write_json
 from ..io.sources import Sources, shard
 from . import coco as coco_file
@@ -154,6 +154,8 @@ class _Share:
             prepared, future = self.queue.popleft()
             try:
                 future.result()
+            except OutputNameError as err:  # this image's output name, not the folder: one bad file
+                self.bad(prepared.item, "name_unwritable", str(err))
             except OutputError:
                 raise  # the output folder cannot be written (a full disk): no later image could be either
             except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file

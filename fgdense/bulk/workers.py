@@ -2,9 +2,11 @@
 
 Each worker is a process with its own copy of what it touches (the image processor, a decoded image, its
 read-ahead): measured at about 470 MB each on large photos. So ``--workers`` is bounded by what the
-machine can hold and use: at most one worker per CPU this process may run on, and at most one per
-:data:`WORKER_MEMORY` of the memory available now. A larger number is refused in one line before any
-work; 100000 would otherwise fork until the kernel's OOM killer stops the machine's other work too.
+machine can hold and use: at most :data:`PER_CPU` workers per CPU this process may run on (decoding is
+CPU work; the second one covers waits on a slow disk or network filesystem), and at most one per
+:data:`WORKER_MEMORY` of the memory available now, both shared by the ``torchrun`` processes of one
+machine. A larger number is refused in one line before any work; 100000 would otherwise fork until the
+kernel's OOM killer stops the machine's other work too.
 
 A worker must also never outlive the run: if the main process is killed (``kill -9``), the kernel sends
 the worker SIGKILL (Linux ``PR_SET_PDEATHSIG``), and a thread in the worker ends it when its parent is
@@ -23,6 +25,7 @@ import time
 from ..errors import FGDenseError
 
 WORKER_MEMORY = 512 * 2**20  # bytes one worker may take (measured: ~470 MB on 48 MP photos)
+PER_CPU = 2
 PARENT_CHECK_S = 1.0  # how often a worker looks whether its parent is still there (the fallback)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -48,11 +51,19 @@ def available_memory() -> int | None:
 
 def worker_limit() -> int:
     """The most workers one process may start here (at least 1)."""
-    limit = cpus()
+    limit = PER_CPU * cpus()
     memory = available_memory()
     if memory is not None:
         limit = min(limit, memory // WORKER_MEMORY)
-    return max(1, limit)
+    return max(1, limit // _processes_here())
+
+
+def _processes_here() -> int:
+    """The run's processes on this machine (``torchrun``'s LOCAL_WORLD_SIZE; 1 without torchrun)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def check_workers(count: int, flag: str = "--workers") -> int:
@@ -61,8 +72,10 @@ def check_workers(count: int, flag: str = "--workers") -> int:
     if count > limit:
         memory = available_memory()
         held = "" if memory is None else f", {memory / 2**30:.1f} GiB of memory available at {WORKER_MEMORY // 2**20} MiB a worker"
+        shared = _processes_here()
+        per = f", shared by {shared} processes" if shared > 1 else ""
         raise FGDenseError(f"{flag} {count} is more than this machine can run: at most {limit} "
-                           f"({cpus()} CPUs{held})")
+                           f"({PER_CPU} per CPU of {cpus()}{held}{per})")
     return count
 
 

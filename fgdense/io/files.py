@@ -6,6 +6,7 @@ into place only when complete, so an interrupted or failing run never leaves a h
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -14,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import OutputError
+from ..errors import OutputError, OutputNameError
 
 
 def _umask() -> int:
@@ -58,7 +59,9 @@ def write_all(writes) -> None:
         for target in targets:
             os.replace(_temporary(target, token), target)
     except OSError as err:
-        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+        # A name the filesystem refuses concerns this file alone; anything else (a full disk) the folder.
+        kind = OutputNameError if err.errno in (errno.ENAMETOOLONG, errno.EILSEQ) else OutputError
+        raise kind(f"cannot write {target}: {err.strerror or err}") from None
     finally:
         for path in targets:
             for leftover in path.resolve().parent.glob(f".{glob.escape(path.name)}.{token}.*.tmp"):
