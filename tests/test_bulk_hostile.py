@@ -201,3 +201,32 @@ def test_a_name_the_filesystem_refuses_at_write_time_is_a_bad_file_not_a_stop(tm
     assert tool("segment")(segment_args(tiny_checkpoint, out, folder)) == 1
     assert "name_unwritable 1" in capsys.readouterr().out
     assert (out / "p00.json").is_file()
+
+
+def test_a_worker_watches_its_parent_where_the_kernel_does_not_end_it(tmp_path):
+    """The fallback alone (PR_SET_PDEATHSIG made a no-op): a child that called die_with_parent ends within
+    seconds of its parent's kill -9."""
+    script = ("import os, sys, time\n"
+              "from fgdense.bulk import workers\n"
+              "workers.PR_SET_PDEATHSIG = 0  # prctl(0, ...) does nothing: only the watch is left\n"
+              "child = os.fork()\n"
+              "if child == 0:\n"
+              "    workers.die_with_parent(os.getppid())\n"
+              "    time.sleep(600)\n"
+              "    os._exit(0)\n"
+              "print(child, flush=True)\n"
+              "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(0.5)
+        assert not _gone([child], seconds=0.1)
+        parent.kill()
+        parent.wait()
+        assert _gone([child], seconds=10)
+    finally:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

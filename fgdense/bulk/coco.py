@@ -32,10 +32,14 @@ def write_part(path: Path, rows: Iterable[tuple[dict, list[dict]]]) -> int:
     """Write one process's (image entry, annotations) rows, in index order; returns how many. (A name that is
     not UTF-8 is written as its JSON escape, as :func:`fgdense.io.files.write_text` does.)"""
     count = 0
-    with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
-        for image, image_annotations in rows:
-            f.write(json.dumps({"image": image, "annotations": image_annotations}, ensure_ascii=False) + "\n")
-            count += 1
+    try:
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
+            for image, image_annotations in rows:
+                f.write(json.dumps({"image": image, "annotations": image_annotations}, ensure_ascii=False) + "\n")
+                count += 1
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no hidden part left behind
+        path.unlink(missing_ok=True)
+        raise
     return count
 
 
@@ -68,9 +72,11 @@ def merge_parts(coco: Path, parts: list[Path], categories: list[str], info: dict
                     f.write(("," if counts["annotations"] > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False))
             f.write("\n]}\n")
 
-    write_all([(coco, write)])
-    for part in parts:
-        part.unlink()
+    try:
+        write_all([(coco, write)])
+    finally:  # written or not, the parts are of no further use (a rerun makes them again)
+        for part in parts:
+            part.unlink(missing_ok=True)
     return counts
 
 

@@ -57,7 +57,10 @@ class FolderLock:
         if fcntl is None:
             return self
         for _ in range(10):  # the file may be removed by its last holder between our open and our flock
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as err:
+                raise OutputError(f"cannot lock the output folder {self.path.parent}: {err.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

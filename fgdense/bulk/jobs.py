@@ -7,9 +7,10 @@
 * :meth:`Job.write` runs in the writer thread: pictures rendered, files written all-or-nothing.
 
 Every image's JSON output starts with ``"run"``: a hash of what its outputs depend on (the job's
-settings, the model's content, the image's path, size and modification time, and its boxes). An image counts as done only when all its
-files exist and its JSON carries the hash of the present run, so a rerun with other labels or another
-model redoes it, and one with the same settings skips it.
+settings, the model's content, the image's path, size and modification time, and its boxes). An image
+counts as done only when all its files exist and its JSON carries the hash of the present run, so a rerun
+with other labels, another model or an image replaced in place redoes it, and one with the same settings
+skips it.
 """
 
 from __future__ import annotations

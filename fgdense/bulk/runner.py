@@ -34,9 +34,9 @@ from ..io.sources import Sources, shard
 from . import coco as coco_file
 from .distributed import Ranks, gather
 from .folder import FolderLock, note_reserved
-from .workers import check_workers, die_with_parent
 from .jobs import Job, Prepared, Preparer, outputs_complete, run_hash
 from .summary import ShareCounts, bad_list_path, describe, merge, write_bad_list
+from .workers import check_workers, die_with_parent
 
 # One writer thread: enough to overlap writing with the model, and fonts (FreeType faces) must not be
 # used by two threads at once.
@@ -278,9 +278,15 @@ def _run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks, status) 
 
 def _finish(job: Job, preparer: Preparer, options: RunOptions, ranks: Ranks, share: ShareCounts, mine) -> dict:
     """The end every process meets at: COCO parts, the counts merged; the main process writes the files."""
-    if options.coco is not None:
-        coco_file.write_part(coco_file.part_path(Path(options.coco), ranks.rank), _coco_rows(job, preparer, mine()))
-    shares = gather(share)  # every process waits here for the others (and for their COCO parts)
+    part = None if options.coco is None else coco_file.part_path(Path(options.coco), ranks.rank)
+    if part is not None:
+        coco_file.write_part(part, _coco_rows(job, preparer, mine()))
+    try:
+        shares = gather(share)  # every process waits here for the others (and for their COCO parts)
+    except BaseException:
+        if part is not None:  # another process stopped: no COCO file will be merged from this part
+            part.unlink(missing_ok=True)
+        raise
     summary = merge(shares)
     if ranks.main:
         listed = write_bad_list(bad_list_path(Path(options.out), options.inputs), shares)

@@ -71,7 +71,8 @@ def check_workers(count: int, flag: str = "--workers") -> int:
     limit = worker_limit()
     if count > limit:
         memory = available_memory()
-        held = "" if memory is None else f", {memory / 2**30:.1f} GiB of memory available at {WORKER_MEMORY // 2**20} MiB a worker"
+        held = "" if memory is None else \
+            f", {memory / 2**30:.1f} GiB of memory available at {WORKER_MEMORY // 2**20} MiB a worker"
         shared = _processes_here()
         per = f", shared by {shared} processes" if shared > 1 else ""
         raise FGDenseError(f"{flag} {count} is more than this machine can run: at most {limit} "
