@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -118,8 +119,11 @@ def _as_is(value):
 
 
 def _start_worker(worker_id: int, parent: int) -> None:
-    """A DataLoader worker's start: Ctrl-C left to the main process, and no life after the main process."""
+    """A DataLoader worker's start: Ctrl-C left to the main process, and no life after the main process.
+    SIGTERM ends a worker at once, as it did before the tools caught it (a forked worker inherits the
+    main process's handler, which stops a whole run)."""
     quiet_worker(worker_id)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent)
 
 
