@@ -230,3 +230,19 @@ def test_a_worker_watches_its_parent_where_the_kernel_does_not_end_it(tmp_path):
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_filesystem_without_locks_warns_and_runs(tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+
+    from fgdense.bulk import folder
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(folder.fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="cannot be locked .*No locks available"):
+        lock = folder.FolderLock(tmp_path).acquire()
+    lock.release()

@@ -15,10 +15,12 @@ names too, so a rerun without ``--coco`` never writes an image's JSON over the l
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from ..errors import OutputError
@@ -63,8 +65,12 @@ class FolderLock:
                 raise OutputError(f"cannot lock the output folder {self.path.parent}: {err.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except OSError as err:
                 os.close(fd)
+                if err.errno not in (errno.EAGAIN, errno.EACCES):  # a filesystem without locks (ENOLCK)
+                    warnings.warn(f"the output folder {self.path.parent} cannot be locked ({err.strerror}): "
+                                  "make sure no other run writes into it at the same time")
+                    return self
                 raise OutputError(f"the output folder {self.path.parent} is in use by another run: "
                                   f"{_holder(self.path)}; wait for it to end or choose another output folder") from None
             try:
