@@ -186,7 +186,7 @@ def evaluate_box_classification(classifier, annotations, images_dir, *, out=None
     header = {"annotations": str(Path(dataset.source).resolve()) if dataset.source else "",
               "annotations_content": content_digest(dataset.source), "prompts": job.extra_settings["prompts"],
               "model": job.fingerprint, "protocol": chosen.name, "text_mask": settings.text_mask,
-              "precision": settings.precision}
+              "precision": settings.precision, "max_num_patches": settings.max_num_patches or "checkpoint"}
     if out is not None and ranks.main:
         lines = [pred.dump({pred.HEADER_KEY: header})] + [pred.dump(r) for i in sorted(found) for r in found[i]]
         write_all([(Path(out) / "predictions.jsonl", write_text("".join(lines)))])
