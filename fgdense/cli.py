@@ -4,7 +4,7 @@
   ``--max-patches``, ``--font``, ``--text-mask``, ``--quiet``, ``--version``; each tool adds only what is
   its own.
 * Ending: a user mistake is one ``error: ...`` line and exit code 1; Ctrl-C is one ``interrupted: ...``
-  line saying what was finished, and exit code 130; never a traceback. Warnings print as one
+  line saying what was finished, and exit code 130 (SIGTERM the same, exit code 143); never a traceback. Warnings print as one
   ``warning: ...`` line each.
 
 This module is imported before the arguments are parsed, so it imports nothing heavy: ``--help``
@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 import warnings
 
 from .checkpoint import DEFAULT_MODEL
 from .errors import FGDenseError, printable
 
 INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # and by a plain kill (128 + SIGTERM)
 MAX_MESSAGE = 600  # characters of an error line; longer messages are cut
 
 
@@ -60,11 +63,38 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {one_line(message)}\n"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a plain ``kill``, a scheduler ending a job): stops the work as Ctrl-C does, so every
+    clean-up that Ctrl-C runs (temporary files, workers, the output folder's lock) runs for it too."""
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """SIGTERM raises :class:`Terminated` in the main thread while a tool runs (signals reach only it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(main, argv=None) -> int:
-    """Run a tool's ``main(argv)`` with the shared ending: one line for errors and for Ctrl-C."""
+    """Run a tool's ``main(argv)`` with the shared ending: one line for errors, for Ctrl-C and for SIGTERM."""
     warnings.formatwarning = _warning_line
     try:
-        return main(argv)
+        with _sigterm_stops():
+            return main(argv)
+    except Terminated:
+        print(f"interrupted (SIGTERM): {status.describe()}; every file written is complete", file=sys.stderr)
+        return TERMINATED
     except KeyboardInterrupt:
         print(f"interrupted: {status.describe()}; every file written is complete", file=sys.stderr)
         return INTERRUPTED
@@ -160,12 +190,14 @@ def workers_setting(text: str) -> int:
         value = -1
     if value < 0:
         raise FGDenseError(f"--workers must be auto or a whole number >= 0, got {text!r}")
-    return value
+    from .bulk.workers import check_workers
+
+    return check_workers(value)
 
 
 def bulk_ending(summary: dict, ranks, out, what: str = "image(s) could not be used") -> int:
     """A bulk run's last lines (printed by its main process) and exit code: 1 when a file could not be used."""
-    from .bulk.summary import BAD_FILES, describe
+    from .bulk.summary import describe
 
     if ranks.main:
         for line in describe(summary, out):
@@ -175,7 +207,7 @@ def bulk_ending(summary: dict, ranks, out, what: str = "image(s) could not be us
             print(f"COCO results: {coco['images']} image(s), {coco['annotations']} annotation(s) in {coco['file']}")
     if not summary["bad"]:
         return 0
-    message = f"{summary['bad']} of {summary['images']} {what}; the rest are written (list: {out}/{BAD_FILES})"
+    message = f"{summary['bad']} of {summary['images']} {what}; the rest are written (list: {summary.get('bad_files')})"
     if ranks.world > 1:
         # torchrun reports any non-zero exit as a crash, with a traceback: at scale bad files are a warning.
         if ranks.main:
@@ -229,5 +261,5 @@ def device_of(name: str):
     return resolve_device(name)
 
 
-__all__ = ["INTERRUPTED", "Status", "bulk_ending", "bulk_flags", "check_batch_size", "device_of", "fail", "max_patches_setting", "one_line", "output_folder", "parser", "run", "run_flags", "status",
+__all__ = ["INTERRUPTED", "TERMINATED", "Status", "Terminated", "bulk_ending", "bulk_flags", "check_batch_size", "device_of", "fail", "max_patches_setting", "one_line", "output_folder", "parser", "run", "run_flags", "status",
            "threshold_setting", "workers_setting"]

@@ -50,6 +50,10 @@ class OutputError(FGDenseError):
     """An output path that cannot or must not be written (a folder that is missing, one of the inputs)."""
 
 
+class OutputNameError(OutputError):
+    """An output file name the filesystem will not hold (too long, bytes it refuses): that file, not its folder."""
+
+
 # Characters a terminal acts on instead of showing: C0/C1 controls (ESC starts escape sequences, BEL rings)
 # and the bidirectional overrides that reorder what follows them.
 _UNSHOWN = {*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fgdense.bulk.folder import RESERVED_NAME
 from fgdense.bulk.runner import Batcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,8 @@ def test_segment_a_manifest_resume_overwrite_bad_files_and_coco(tmp_path, tiny_c
     check_coco_equals_label_maps(out / "results.json", out, 5)
     stems = {p.stem for p in images}
     before = mtimes(out, stems)
-    assert len(before) == 20 and not [p for p in out.iterdir() if p.name.startswith(".")]
+    # No hidden leftovers (temporary files, COCO parts, the lock); the list of names the COCO file reserves stays.
+    assert len(before) == 20 and [p.name for p in out.iterdir() if p.name.startswith(".")] == [RESERVED_NAME]
 
     # A rerun skips every complete image and says so; nothing is rewritten.
     truncated.unlink()
@@ -198,14 +200,21 @@ def test_a_coco_file_in_the_output_folder_never_takes_an_image_s_name(tmp_path, 
     out = tmp_path / "out"
     assert tool("segment")([str(folder), "--labels", "red", "--model", str(tiny_checkpoint), "--out", str(out),
                             "--coco", str(out / "coco.json"), "--max-patches", "16", "--quiet", "--no-png"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["coco-2.json", "coco-2_labels.png", "coco.json"]
+    assert sorted(p.name for p in out.iterdir()) == [RESERVED_NAME, "coco-2.json", "coco-2_labels.png", "coco.json"]
     assert "images" in json.loads((out / "coco.json").read_text())
+    # A rerun without --coco keeps the names: the image is still coco-2 (done), the COCO file untouched.
+    coco = (out / "coco.json").read_bytes()
+    assert tool("segment")([str(folder), "--labels", "red", "--model", str(tiny_checkpoint), "--out", str(out),
+                            "--max-patches", "16", "--quiet", "--no-png"]) == 0
+    assert (out / "coco.json").read_bytes() == coco
+    assert sorted(p.name for p in out.iterdir()) == [RESERVED_NAME, "coco-2.json", "coco-2_labels.png", "coco.json"]
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--coco", "results.txt"], "must end in .json"),
     (["--coco", "nofolder/results.json"], "does not exist"),
     (["--workers", "-1"], "--workers"),
+    (["--workers", "100000"], "--workers 100000 is more than this machine can run: at most"),
     (["--batch-size", "0"], "--batch-size"),
 ])
 def test_bulk_flag_mistakes_give_one_line_and_write_nothing(tmp_path, capsys, monkeypatch, argv, message):

@@ -97,3 +97,22 @@ def test_two_ranks_write_each_image_once_and_a_killed_run_is_finished_by_the_nex
     assert f"{len(done)} skipped" in second.stdout
     check_coco_equals_label_maps(out / "coco.json", out, IMAGES)
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]  # the ranks' COCO parts are merged away
+
+
+def test_a_rank_stopped_by_a_user_error_leaves_every_rank_one_line(tmp_path, tiny_checkpoint):
+    """Rank 1 cannot write p01's JSON (a folder has its name) and stops with its error; rank 0, which meets it
+    at the end, says in one line that another process stopped, instead of gloo's "Connection closed by peer"."""
+    photos(tmp_path / "imgs", 4)
+    (tmp_path / "out" / "p01.json").mkdir(parents=True)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+            "--log-dir", "logs", "--redirects", "3", str(ROOT / "tools" / "segment.py"), "imgs", "--labels", "red",
+            "--model", str(tiny_checkpoint), "--out", "out", "--max-patches", "16", "--quiet", "--workers", "0",
+            "--no-png"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    logs = {int(p.parent.name): p.read_text().strip().splitlines() for p in (tmp_path / "logs").rglob("stderr.log")}
+    assert sorted(logs) == [0, 1] and all(len(lines) == 1 for lines in logs.values()), logs
+    assert logs[1][0] == "error: out/p01.json is a folder; name a file to write"
+    assert logs[0][0].startswith(("error: rank 0: another process of this torchrun run stopped",
+                                  "interrupted (SIGTERM)"))  # or torchrun ended it first: one line either way

@@ -354,6 +354,32 @@ def test_the_run_hash_holds_the_boxes(dataset, ref_model, tmp_path):
     assert report["complete"]
 
 
+def test_an_annotation_file_edited_in_place_is_evaluated_again_not_resumed(tmp_path, ref_model):
+    """Category names swapped in the same file: the old records are of other prompts, so the rerun redoes
+    every image and reports what a fresh run reports; the predictions header names the file's content."""
+    ann, images_dir = make_dataset(tmp_path / "data")
+    classifier = BoxClassifier(ref_model, precision="fp32")
+    out = tmp_path / "out"
+    first = evaluate_box_classification(classifier, ann, images_dir, out=out, progress=False)
+    before_header, _ = read_predictions(out / "predictions.jsonl")
+    data = json.loads(ann.read_text(encoding="utf-8"))
+    names = [c["name"] for c in data["categories"]]
+    for category, name in zip(data["categories"], names[1:] + names[:1]):  # every name moves to another id
+        category["name"] = name
+    ann.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    before = _stamps(out)
+    resumed = evaluate_box_classification(classifier, ann, images_dir, out=out, progress=False)
+    fresh = evaluate_box_classification(classifier, ann, images_dir, progress=False)
+    assert _without_model(resumed) == _without_model(fresh)
+    assert resumed["top1_correct"] != first["top1_correct"] or resumed["per_category"] != first["per_category"]
+    after = _stamps(out)
+    assert all(after[name] != before[name] for name in before)  # every record redone
+    header, _ = read_predictions(out / "predictions.jsonl")
+    old, new = before_header["fgdense_boxclass_predictions"], header["fgdense_boxclass_predictions"]
+    assert old["annotations"] == new["annotations"]  # the same path ...
+    assert old["annotations_content"] != new["annotations_content"] and old["prompts"] != new["prompts"]  # ... other content
+
+
 def test_fewer_categories_than_top_five(tmp_path, ref_model):
     """Three categories: top-5 lists all three, so every scored box is right within its top 5."""
     three = [(3, "猫"), (7, "dog"), (12, "Red Mug")]

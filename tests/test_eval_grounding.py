@@ -69,6 +69,23 @@ def test_accuracy_chance_and_what_is_not_scored(tmp_path):
     assert report["per_category"]["5"]["accuracy"] == 1.0
 
 
+def test_a_category_renamed_in_place_is_grounded_again_not_resumed(tmp_path):
+    ann = write_coco(tmp_path)
+    picks = {("cat", "dog"): [0, 0], ("红色杯子", "cat", "dog"): [0, 2, 2]}
+    first = evaluate_grounding(PlantedGrounder(picks), ann, tmp_path / "images", out=tmp_path / "out", progress=False)
+    assert first["right"] == 3
+    again = PlantedGrounder(picks)
+    evaluate_grounding(again, ann, tmp_path / "images", out=tmp_path / "out", progress=False)
+    assert again.calls == []  # unchanged: resumed from the records
+    data = json.loads(ann.read_text())
+    data["categories"][0]["name"] = "kitten"  # the same file, edited in place
+    ann.write_text(json.dumps(data))
+    renamed = PlantedGrounder({("kitten", "dog"): [1, 1], ("红色杯子", "kitten", "dog"): [0, 1, 1]})
+    report = evaluate_grounding(renamed, ann, tmp_path / "images", out=tmp_path / "out", progress=False)
+    assert [c[0] for c in renamed.calls] == [["kitten", "dog"], ["红色杯子", "kitten", "dog"]]
+    assert report["right"] == 3 and report["per_category"]["1"] == {"name": "kitten", "phrases": 2, "accuracy": 0.5}
+
+
 def test_the_tool_on_a_tiny_checkpoint(tmp_path, tiny_checkpoint):
     ann = write_coco(tmp_path)
     out = tmp_path / "out"

@@ -128,3 +128,87 @@ def test_boxes_file_belongs_to_exactly_one_image(tmp_path):
     sources = Sources([tmp_path])
     with pytest.raises(ImageLoadError, match="one image"):
         sources.give_boxes(np.zeros((1, 4)))
+
+
+def test_a_path_repeated_with_boxes_is_a_problem_never_a_silent_drop(tmp_path):
+    """Three lines for one image, one box each: the first is done, the other two are listed with their boxes."""
+    _image(tmp_path / "a.png", (40, 30))
+    _image(tmp_path / "b.png")
+    lines = [{"path": "a.png", "boxes": [[0, 0, 5, 5]]}, {"path": "b.png"}, {"path": "a.png", "boxes": [[1, 1, 9, 9]]},
+             {"path": "b.png"}, {"path": "a.png", "boxes": [[2, 2, 8, 8]]}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    items = _items(Sources([manifest]))
+    # b.png named twice without boxes loses nothing: it is done once, as ever.
+    assert [(i.name, i.problem and i.problem[0]) for i in items] == [
+        ("a", None), ("b", None), ("", "repeated_path"), ("", "repeated_path")]
+    assert [i.boxes.tolist() for i in items[2:]] == [[[1, 1, 9, 9]], [[2, 2, 8, 8]]]
+    assert "line 1" in items[2].problem[1] and items[2].where.endswith("line 3")
+    assert [i.index for i in items] == [0, 1, 2, 3]
+
+
+def test_an_output_name_too_long_for_a_file_name_makes_that_image_a_problem(tmp_path):
+    long_name = "x" * 235 + ".png"  # a legal name, but "x...x_labels.png" and its temporary name are not
+    _image(tmp_path / "imgs" / long_name)
+    _image(tmp_path / "imgs" / "short.png")
+    items = _items(Sources([tmp_path / "imgs"]), output_files=lambda name: [name + ".json", name + "_labels.png"])
+    assert [(i.name, i.problem and i.problem[0]) for i in items] == [("short", None), ("", "name_too_long")]
+
+
+def test_a_link_from_elsewhere_to_a_file_in_the_output_folder_is_that_file(tmp_path):
+    """elsewhere/pic.png -> out/x_labels.png: image x's label map would be written over the input pic.png."""
+    _image(tmp_path / "imgs" / "x.png")
+    out = tmp_path / "out"
+    _image(out / "x_labels.png")
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(out / "x_labels.png", tmp_path / "elsewhere" / "pic.png")
+    sources = Sources([tmp_path / "imgs", tmp_path / "elsewhere" / "pic.png"])
+    with pytest.raises(OutputError, match="x_labels.png of .*x.png is the input image .*pic.png"):
+        sources.check_outputs_spare_inputs(out, lambda name: [name + ".json", name + "_labels.png"])
+
+
+def _no_hang(seconds=20):
+    """Turn a hang (reading a FIFO with no writer) into a failure instead of a stuck suite."""
+    import signal
+
+    def hung(signum, frame):
+        raise TimeoutError("hung on a FIFO")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+
+
+def test_a_fifo_is_a_one_line_error_as_an_argument_and_a_bad_file_in_a_folder(tmp_path):
+    import signal
+
+    _image(tmp_path / "imgs" / "a.png")
+    os.mkfifo(tmp_path / "imgs" / "b.png")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    os.mkfifo(tmp_path / "pipe.txt")
+    _no_hang()
+    try:
+        for fifo in ("pipe.jpg", "pipe.txt"):
+            with pytest.raises(ImageLoadError, match="not a regular file"):
+                Sources([tmp_path / fifo])
+        items = _items(Sources([tmp_path / "imgs"]))
+    finally:
+        signal.alarm(0)
+    assert [(i.path.name, i.problem and i.problem[0]) for i in items] == [("a.png", None), ("b.png", "not_a_file")]
+
+
+def test_a_fifo_named_by_a_manifest_is_a_bad_file_not_a_hang(tmp_path):
+    import signal
+
+    from fgdense.bulk.jobs import Preparer
+
+    os.mkfifo(tmp_path / "pipe.png")
+    manifest = tmp_path / "m.txt"
+    _image(tmp_path / "a.png")
+    manifest.write_text("a.png\npipe.png\n")
+    item = _items(Sources([manifest]))[1]
+    _no_hang()
+    try:
+        prepared = Preparer(None, None, tmp_path / "out", (".json",), "{}").prepare(item)
+    finally:
+        signal.alarm(0)
+    assert (prepared.state, prepared.reason) == ("bad", "not_a_file")

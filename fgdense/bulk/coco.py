@@ -31,12 +31,17 @@ def part_path(coco: Path, rank: int) -> Path:
 
 
 def write_part(path: Path, rows: Iterable[tuple[dict, list[dict]]]) -> int:
-    """Write one process's (image entry, annotations) rows, in index order; returns how many."""
+    """Write one process's (image entry, annotations) rows, in index order; returns how many. (A name that is
+    not UTF-8 is written as its JSON escape, as :func:`fgdense.io.files.write_text` does.)"""
     count = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for image, image_annotations in rows:
-            f.write(_json_line({"image": image, "annotations": image_annotations}))
-            count += 1
+    try:
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
+            for image, image_annotations in rows:
+                f.write(_json_line({"image": image, "annotations": image_annotations}))
+                count += 1
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no hidden part left behind
+        path.unlink(missing_ok=True)
+        raise
     return count
 
 
@@ -73,7 +78,7 @@ def merge_parts(coco: Path, parts: list[Path], categories: list[str], info: dict
     counts = {"images": 0, "annotations": 0}
 
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             head = {"info": info, "categories": [{"id": k + 1, "name": name} for k, name in enumerate(categories)]}
             f.write(json.dumps(head, ensure_ascii=False)[:-1] + ',\n"images": [')
             for n, row in enumerate(_rows(parts)):  # first pass: the images
@@ -87,9 +92,11 @@ def merge_parts(coco: Path, parts: list[Path], categories: list[str], info: dict
                     f.write(("," if counts["annotations"] > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False))
             f.write("\n]}\n")
 
-    write_all([(coco, write)])
-    for part in parts:
-        part.unlink()
+    try:
+        write_all([(coco, write)])
+    finally:  # written or not, the parts are of no further use (a rerun makes them again)
+        for part in parts:
+            part.unlink(missing_ok=True)
     return counts
 
 

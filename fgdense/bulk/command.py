@@ -13,6 +13,7 @@ from ..errors import FGDenseError, OutputError
 from ..io.files import check_outputs
 from ..io.sources import Sources
 from .distributed import join, leave
+from .folder import reserved_names
 from .jobs import output_suffixes
 from .runner import RunOptions, run
 
@@ -57,13 +58,14 @@ def plan(sources: Sources, out: Path, kind: str, pictures: bool, *, coco=None, s
         if path is not None and os.path.realpath(path.parent) != os.path.realpath(out) and not path.parent.is_dir():
             raise OutputError(f"the folder of {name} {path} does not exist")
     check_outputs({"--coco": coco, "--summary": summary}, inputs, folders=False)
-    # The run's own files in the output folder: no image's outputs may take their names.
-    reserved = tuple(p.name for p in (coco, summary)
-                     if p is not None and os.path.realpath(p.parent) == os.path.realpath(out))
+    # The run's own files in the output folder, and those of earlier runs: no image's outputs may take their names.
+    reserved = reserved_names(out) + tuple(p.name for p in (coco, summary) if p is not None and
+                                           os.path.realpath(p.parent) == os.path.realpath(out))
     suffixes = output_suffixes(kind, pictures)
     total = sources.check_outputs_spare_inputs(out, lambda name: [name + s for s in suffixes], reserved, also)
     return RunOptions(out=Path(out), workers=workers, batch_size=batch_size, overwrite=overwrite, coco=coco,
-                      summary=summary, progress=progress, total=total, reserved=reserved)
+                      summary=summary, progress=progress, total=total, reserved=reserved,
+                      inputs=tuple(sources.manifests))
 
 
 def execute(make_job, sources: Sources, options: RunOptions, device, status=None):

@@ -21,7 +21,18 @@ from datetime import timedelta
 
 import torch
 
+from ..errors import FGDenseError
+
 WAIT_FOR_OTHERS = timedelta(days=7)
+
+
+class PeerStopped(FGDenseError):
+    """Another process of the run stopped (its own line says why), so this one cannot meet it and stops too."""
+
+    def __init__(self):
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else "?"
+        super().__init__(f"rank {rank}: another process of this torchrun run stopped (its line says why); "
+                         "this process stops too, every file it wrote is complete")
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,10 @@ def active() -> bool:
 
 def barrier() -> None:
     if active():
-        torch.distributed.barrier()
+        try:
+            torch.distributed.barrier()
+        except RuntimeError:
+            raise PeerStopped() from None
 
 
 def gather(value) -> list:
@@ -96,8 +110,11 @@ def gather(value) -> list:
     if not active():
         return [value]
     values = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(values, value)
+    try:
+        torch.distributed.all_gather_object(values, value)
+    except RuntimeError:  # gloo/nccl's "Connection closed by peer" and the like: another process has stopped
+        raise PeerStopped() from None
     return values
 
 
-__all__ = ["Ranks", "active", "barrier", "current", "gather", "join", "join_cpu", "launched_world", "leave"]
+__all__ = ["PeerStopped", "Ranks", "active", "barrier", "current", "gather", "join", "join_cpu", "launched_world", "leave"]

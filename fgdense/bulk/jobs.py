@@ -7,15 +7,17 @@
 * :meth:`Job.write` runs in the writer thread: pictures rendered, files written all-or-nothing.
 
 Every image's JSON output starts with ``"run"``: a hash of what its outputs depend on (the job's
-settings, the model's content, the image's path and boxes). An image counts as done only when all its
-files exist and its JSON carries the hash of the present run, so a rerun with other labels or another
-model redoes it, and one with the same settings skips it.
+settings, the model's content, the image's path, size and modification time, and its boxes). An image
+counts as done only when all its files exist and its JSON carries the hash of the present run, so a rerun
+with other labels, another model or an image replaced in place redoes it, and one with the same settings
+skips it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +44,24 @@ def output_suffixes(kind: str, pictures: bool = True) -> tuple[str, ...]:
     return (".json", ".png") if pictures else (".json",)
 
 
+def file_stamp(path) -> str:
+    """What stands for a file's content in a run hash: its size and modification time (in ns), so an image
+    replaced in place is done again. Read from the file's metadata only: deciding to skip an image reads
+    none of its pixels. "" for a file that is not there."""
+    if path is None:
+        return ""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def run_hash(settings: str, item: Item) -> str:
-    """The hash an image's JSON carries: the run's settings, the image's path and its boxes."""
+    """The hash an image's JSON carries: the run's settings, the image's path, its content's stamp
+    (:func:`file_stamp`) and its boxes."""
     boxes = "" if item.boxes is None else json.dumps(np.asarray(item.boxes).tolist())
-    text = "\0".join([settings, item.key, boxes])
+    text = "\0".join([settings, item.key, file_stamp(item.path), boxes])
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
 
 
@@ -108,6 +124,8 @@ class Preparer:
             return Prepared(item, "skipped", run)
         if self.boxes == "required" and item.boxes is None:
             return Prepared(item, "bad", run, reason="no_boxes", detail=f"{item.where} gives no boxes")
+        if item.path.exists() and not item.path.is_file():  # a FIFO named by a manifest: reading it waits forever
+            return Prepared(item, "bad", run, reason="not_a_file", detail=f"{item.path} is not a regular file")
         try:
             rgb = load_image(item.path)
         except ImageLoadError as err:
@@ -323,4 +341,4 @@ class GroundJob(Job):
 
 
 __all__ = ["ClassifyJob", "GroundJob", "Job", "Prepared", "Preparer", "RUN_KEY", "SegmentJob", "output_suffixes",
-           "outputs_complete", "run_hash"]
+           "file_stamp", "outputs_complete", "run_hash"]

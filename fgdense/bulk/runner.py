@@ -17,6 +17,9 @@ next run skips it. At the end the processes merge their counts (and, if asked, t
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -26,13 +29,15 @@ from pathlib import Path
 import torch
 
 from ..devices import quiet_worker
-from ..errors import OutputError
+from ..errors import OutputError, OutputNameError
 from ..io.files import write_json
 from ..io.sources import Sources, shard
 from . import coco as coco_file
 from .distributed import Ranks, gather
+from .folder import FolderLock, note_reserved
 from .jobs import Job, Prepared, Preparer, outputs_complete, run_hash
-from .summary import ShareCounts, describe, merge, write_bad_list
+from .summary import ShareCounts, bad_list_path, describe, merge, write_bad_list
+from .workers import check_workers, die_with_parent
 
 # One writer thread: enough to overlap writing with the model, and fonts (FreeType faces) must not be
 # used by two threads at once.
@@ -46,7 +51,8 @@ class RunOptions:
     ``batch_size`` images and ``max_batch_tokens`` patches per model pass at most; ``overwrite`` redoes
     images whose outputs are complete; ``coco`` the COCO results file to write (or None); ``summary`` a
     JSON file for the run's summary (or None); ``total`` the number of items in the run (for progress);
-    ``reserved`` file names in ``out`` no image output may take."""
+    ``reserved`` file names in ``out`` no image output may take; ``inputs`` the files the run reads besides
+    its images (manifests), which its own files never write over."""
 
     out: Path
     workers: int = 0
@@ -58,6 +64,7 @@ class RunOptions:
     progress: bool = True
     total: int | None = None
     reserved: tuple[str, ...] = ()
+    inputs: tuple[Path, ...] = ()
 
 
 class Batcher:
@@ -111,6 +118,15 @@ def _as_is(value):
     return value
 
 
+def _start_worker(worker_id: int, parent: int) -> None:
+    """A DataLoader worker's start: Ctrl-C left to the main process, and no life after the main process.
+    SIGTERM ends a worker at once, as it did before the tools caught it (a forked worker inherits the
+    main process's handler, which stops a whole run)."""
+    quiet_worker(worker_id)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)
+
+
 def share_size(total: int | None, ranks: Ranks) -> int | None:
     return None if total is None else len(range(ranks.rank, total, ranks.world))
 
@@ -142,6 +158,8 @@ class _Share:
             prepared, future = self.queue.popleft()
             try:
                 future.result()
+            except OutputNameError as err:  # this image's output name, not the folder: one bad file
+                self.bad(prepared.item, "name_unwritable", str(err))
             except OutputError:
                 raise  # the output folder cannot be written (a full disk): no later image could be either
             except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file
@@ -196,8 +214,35 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
     """Run ``job`` on this process's share of ``sources``; every process returns the run's merged summary.
 
     ``status`` (a :class:`fgdense.cli.Status`) counts the finished images, for the line an interruption
-    prints. The main process also writes the bad-file list, the COCO file and the summary file.
+    prints. The main process also writes the bad-file list, the COCO file and the summary file. The output
+    folder is locked for the run: a second run into it stops with one line (:mod:`fgdense.bulk.folder`).
     """
+    check_workers(options.workers, "workers")
+    lock = _lock(Path(options.out), ranks)
+    try:
+        if ranks.main and options.reserved:
+            note_reserved(options.out, options.reserved)
+        return _run(job, sources, options, ranks, status)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock(out: Path, ranks: Ranks) -> FolderLock | None:
+    """The main process locks the output folder; every process stops if it could not (the others learn it here)."""
+    lock, problem = None, None
+    if ranks.main:
+        try:
+            lock = FolderLock(out).acquire()
+        except OutputError as err:
+            problem = str(err)
+    problem = gather(problem)[0]
+    if problem is not None:
+        raise OutputError(problem)
+    return lock
+
+
+def _run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks, status) -> dict:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -210,7 +255,8 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
     mine = lambda: shard(sources.items(job.output_files, options.reserved), ranks.rank, ranks.world)  # noqa: E731
     loader = torch.utils.data.DataLoader(
         _Prepare(preparer), sampler=_Items(mine), batch_size=None, collate_fn=_as_is, num_workers=options.workers,
-        prefetch_factor=2 if options.workers else None, worker_init_fn=quiet_worker)
+        prefetch_factor=2 if options.workers else None,
+        worker_init_fn=functools.partial(_start_worker, parent=os.getpid()))
     batcher = Batcher(options.batch_size, options.max_batch_tokens)
     desc = job.kind + (f" ({ranks.describe()})" if ranks.world > 1 else "")
     bar = tqdm(total=share_size(options.total, ranks), desc=desc, unit="img",
@@ -236,12 +282,19 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
 
 def _finish(job: Job, preparer: Preparer, options: RunOptions, ranks: Ranks, share: ShareCounts, mine) -> dict:
     """The end every process meets at: COCO parts, the counts merged; the main process writes the files."""
-    if options.coco is not None:
-        coco_file.write_part(coco_file.part_path(Path(options.coco), ranks.rank), _coco_rows(job, preparer, mine()))
-    shares = gather(share)  # every process waits here for the others (and for their COCO parts)
+    part = None if options.coco is None else coco_file.part_path(Path(options.coco), ranks.rank)
+    if part is not None:
+        coco_file.write_part(part, _coco_rows(job, preparer, mine()))
+    try:
+        shares = gather(share)  # every process waits here for the others (and for their COCO parts)
+    except BaseException:
+        if part is not None:  # another process stopped: no COCO file will be merged from this part
+            part.unlink(missing_ok=True)
+        raise
     summary = merge(shares)
     if ranks.main:
-        write_bad_list(Path(options.out), shares)
+        listed = write_bad_list(bad_list_path(Path(options.out), options.inputs), shares)
+        summary["bad_files"] = None if listed is None else str(listed)
         if options.coco is not None:
             coco = Path(options.coco)
             parts = [coco_file.part_path(coco, rank) for rank in range(ranks.world)]

@@ -9,6 +9,7 @@ those), and writes the whole summary as JSON where ``--summary`` asks.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..io.files import write_all, write_text
 
 BAD_FILES = "bad_files.jsonl"  # never an image's output name: those end in .json or .png
+RETRY_BAD_FILES = "bad_files.retry.jsonl"  # the list of a run that retries BAD_FILES (reads it)
 STAGES = ("decode", "model", "write")
 
 
@@ -65,7 +67,8 @@ def describe(summary: dict, out: Path) -> list[str]:
         parts.append(f"{summary['skipped_complete']} skipped (outputs already complete; --overwrite redoes them)")
     if summary["bad"]:
         reasons = ", ".join(f"{reason} {count}" for reason, count in summary["bad_by_reason"].items())
-        parts.append(f"{summary['bad']} bad ({reasons}; listed in {Path(out) / BAD_FILES})")
+        listed = summary.get("bad_files") or "not listed: both list names are this run's inputs"
+        parts.append(f"{summary['bad']} bad ({reasons}; listed in {listed})")
     lines = [f"{summary['images']} image(s): " + ", ".join(parts)]
     spent = summary["seconds_summed_over_processes"]
     over = f" summed over {summary['processes']} processes" if summary["processes"] > 1 else ""
@@ -74,10 +77,24 @@ def describe(summary: dict, out: Path) -> list[str]:
     return lines
 
 
-def write_bad_list(out: Path, shares: list[ShareCounts]) -> Path | None:
-    """``bad_files.jsonl`` in ``out`` listing every bad file; an old one is removed when there are none."""
-    path = Path(out) / BAD_FILES
+def bad_list_path(out: Path, inputs=()) -> Path | None:
+    """Where the run lists its bad files: ``OUT/bad_files.jsonl``, or, when the run reads that very file (the
+    last run's list given as a manifest, to retry it), ``OUT/bad_files.retry.jsonl``; an input is never
+    written over. None when both are inputs."""
+    read = {os.path.realpath(p) for p in inputs}
+    for name in (BAD_FILES, RETRY_BAD_FILES):
+        path = Path(out) / name
+        if os.path.realpath(path) not in read:
+            return path
+    return None
+
+
+def write_bad_list(path: Path | None, shares: list[ShareCounts]) -> Path | None:
+    """The list of every bad file at ``path`` (from :func:`bad_list_path`); an old one is removed when
+    there are none."""
     bad = [entry for share in shares for entry in share.bad]
+    if path is None:
+        return None
     if not bad:
         if path.is_file():
             path.unlink()
@@ -86,4 +103,5 @@ def write_bad_list(out: Path, shares: list[ShareCounts]) -> Path | None:
     return path
 
 
-__all__ = ["BAD_FILES", "STAGES", "ShareCounts", "describe", "merge", "write_bad_list"]
+__all__ = ["BAD_FILES", "RETRY_BAD_FILES", "STAGES", "ShareCounts", "bad_list_path", "describe", "merge",
+           "write_bad_list"]

@@ -10,6 +10,8 @@ shards and the bulk tools' resume rule; each image's outcomes are a record in ``
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +62,14 @@ class BoxClassJob(RecordJob):
     kind = "box classification"
     preparer_class = BoxPreparer
 
-    def __init__(self, task: BoxClassifier, out, labels: EncodedLabels, category_ids: list, protocol: str):
+    def __init__(self, task: BoxClassifier, out, labels: EncodedLabels, category_ids: list, protocol: str,
+                 prompts: str = ""):
         super().__init__(task, out)
         self.labels, self.category_ids = labels, category_ids
-        self.extra_settings = {"protocol": protocol, "categories": [str(c) for c in category_ids]}
+        # ``prompts``: the digest of every category's prompts (names, templates, case), so a category renamed
+        # in the annotation file, or another prompts file under the same name, makes every record stale.
+        self.extra_settings = {"protocol": protocol, "categories": [str(c) for c in category_ids],
+                               "prompts": prompts}
 
     def compute(self, group):
         boxes = [np.asarray(p.boxes, dtype=np.float64)[p.extra[0]].reshape(-1, 4) for p in group]
@@ -77,6 +83,26 @@ class BoxClassJob(RecordJob):
             out[i] = {"top5": [self.category_ids[j] for j in top],
                       "scores": [round(float(result.cosine[row, j]), 6) for j in top]}
         return out
+
+
+def prompts_digest(dataset: BoxClassDataset, protocol: Protocol) -> str:
+    """A digest of what the category embeddings are made from: each category's id and its prompts as
+    the protocol writes them (lower-casing included)."""
+    prompts = [[cid, [p.lower() if protocol.lowercase else p for p in protocol.prompts(name)]]
+               for cid, name in dataset.categories]
+    text = json.dumps(prompts, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+def content_digest(path) -> str:
+    """The BLAKE2b digest of a file's bytes ("" without a file): what a predictions file was computed from."""
+    if not path:
+        return ""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _protocol(protocol: str | Protocol, prompts, dataset) -> Protocol:
@@ -151,15 +177,16 @@ def evaluate_box_classification(classifier, annotations, images_dir, *, out=None
             yield dataset_item(image.index, images_dir, image.file_name, boxes, where)
 
     with records_folder(out, ranks) as folder:
-        job = BoxClassJob(task, folder, labels, category_ids, chosen.name)
+        job = BoxClassJob(task, folder, labels, category_ids, chosen.name, prompts_digest(dataset, chosen))
         job.model_name = str(getattr(task.model, "name_or_path", ""))
         evaluated = evaluate_items(job, items, workers=workers, overwrite=overwrite, progress=progress,
                                    status=status, ranks=ranks)
         found = image_records(dataset, evaluated)
     settings = task.settings
     header = {"annotations": str(Path(dataset.source).resolve()) if dataset.source else "",
+              "annotations_content": content_digest(dataset.source), "prompts": job.extra_settings["prompts"],
               "model": job.fingerprint, "protocol": chosen.name, "text_mask": settings.text_mask,
-              "precision": settings.precision}
+              "precision": settings.precision, "max_num_patches": settings.max_num_patches or "checkpoint"}
     if out is not None and ranks.main:
         lines = [pred.dump({pred.HEADER_KEY: header})] + [pred.dump(r) for i in sorted(found) for r in found[i]]
         write_all([(Path(out) / "predictions.jsonl", write_text("".join(lines)))])

@@ -129,7 +129,8 @@ def evaluate_grounding(grounder, annotations, images_dir, *, out=None, workers: 
             continue
         scored[image.index] = [a.category_id for a in candidates]
         phrases[image.index] = [names[c] for c in present]
-        truth[image.index] = json.dumps([str(c) for c in present], ensure_ascii=False)
+        # The phrases (the category names) too: a category renamed in the file makes the record stale.
+        truth[image.index] = json.dumps([[str(c), names[c]] for c in present], ensure_ascii=False)
 
     def items():
         for image in images:

@@ -6,6 +6,7 @@ into place only when complete, so an interrupted or failing run never leaves a h
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import OutputError, OutputNameError
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -29,6 +30,15 @@ def _umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
+
+
+NAME_MAX = 255  # bytes in one file name on Linux's file systems (ext4, xfs, btrfs, NFS...)
+TEMPORARY_EXTRA = 27  # bytes write_all's temporary names add to a target's name: ".NAME.<12>.<8>.tmp"
+
+
+def name_fits(name: str) -> bool:
+    """Whether a file named ``name`` (and write_all's temporary name for it) can be made in any folder."""
+    return len(os.fsencode(name)) + TEMPORARY_EXTRA <= NAME_MAX
 
 
 def write_all(writes) -> None:
@@ -54,7 +64,9 @@ def write_all(writes) -> None:
         for target in targets:
             os.replace(_temporary(target, token), target)
     except OSError as err:
-        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+        # A name the filesystem refuses concerns this file alone; anything else (a full disk) the folder.
+        kind = OutputNameError if err.errno in (errno.ENAMETOOLONG, errno.EILSEQ) else OutputError
+        raise kind(f"cannot write {target}: {err.strerror or err}") from None
     finally:
         for path in targets:
             for leftover in path.resolve().parent.glob(f".{glob.escape(path.name)}.{token}.*.tmp"):
@@ -67,9 +79,12 @@ def _temporary(target: Path, token: str) -> Path:
 
 
 def write_text(text: str):
-    """A ``write(temp_path)`` for :func:`write_all` that writes UTF-8 text."""
+    """A ``write(temp_path)`` for :func:`write_all` that writes UTF-8 text.
+
+    A file name that is not UTF-8 (``\\xff.jpg``) reaches the text as a lone surrogate; it is written as
+    the escape ``\\udcff``, which inside a JSON string reads back as that very name."""
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
     return write
 
@@ -167,5 +182,5 @@ def check_output_folder(out_dir, name: str = "--out") -> Path:
     return out
 
 
-__all__ = ["FILE_MODE", "check_output_folder", "check_outputs", "json_text", "same_file", "shortest_floats",
-           "write_all", "write_json", "write_picture", "write_text"]
+__all__ = ["FILE_MODE", "NAME_MAX", "check_output_folder", "check_outputs", "json_text", "name_fits", "same_file",
+           "shortest_floats", "write_all", "write_json", "write_picture", "write_text"]

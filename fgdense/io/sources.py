@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import FGDenseError, ImageLoadError, OutputError
 from ..jsontext import parse_json
+from .files import name_fits
 from .inputs import IMAGE_SUFFIXES, MAX_BOXES_PER_IMAGE, box_rows, is_image_name, too_many_boxes
 
 MANIFEST_SUFFIXES = (".txt", ".jsonl")
@@ -127,29 +128,27 @@ class Sources:
         files = output_files or (lambda name: [name])
         reserved = set(reserved)
         taken: dict[int, int] = {}  # hash of a name -> hash of the key of the image that has it
+        boxed: dict[int, str] = {}  # hash of the key of an image given boxes -> where it was named
         index = 0
         for entry in self._entries():
-            if entry.problem is not None:
-                key = path_key(entry.path) if entry.path is not None else ""
-                yield Item(index, entry.path, "", key, None, entry.where, entry.problem)
-                index += 1
-                continue
-            key = path_key(entry.path)
-            mine = _hash64(key)
-            stem, count = entry.path.stem, 1
-            while True:
-                held = taken.get(_hash64(stem))
-                if held == mine:  # this very file, named again
-                    stem = None
-                    break
-                if held is None and not reserved.intersection(files(stem)):
-                    taken[_hash64(stem)] = mine
-                    break
-                count += 1
-                stem = f"{entry.path.stem}-{count}"
-            if stem is None:
-                continue
-            yield Item(index, entry.path, stem, key, entry.boxes, entry.where)
+            problem = entry.problem
+            key = path_key(entry.path) if entry.path is not None else ""
+            stem = None if problem is not None else _output_name(entry, key, files, reserved, taken)
+            if stem == "":  # this very file, named again
+                if entry.boxes is None and _hash64(key) not in boxed:
+                    continue  # nothing lost: it is done once
+                # Boxes on either line: doing one line would drop the other's boxes without a word.
+                first = boxed.get(_hash64(key), "an earlier entry")
+                problem = ("repeated_path", f"{entry.path} is named again (first by {first}); give all of an "
+                                            "image's boxes on one line")
+            elif stem is not None and not all(name_fits(name) for name in files(stem)):
+                problem = ("name_too_long", f"the output name {stem!r} is too long for a file name")
+            if problem is not None:
+                yield Item(index, entry.path, "", key, entry.boxes, entry.where, problem)
+            else:
+                if entry.boxes is not None:
+                    boxed[_hash64(key)] = entry.where
+                yield Item(index, entry.path, stem, key, entry.boxes, entry.where)
             index += 1
 
     def check_outputs_spare_inputs(self, out_dir, output_files: Callable[[str], Iterable[str]],
@@ -179,8 +178,11 @@ class Sources:
         count = 0
         for item in self.items(output_files, reserved):
             count += 1
-            if item.problem is None and in_out(os.path.dirname(os.fspath(item.path))):
-                inside[item.path.name] = f"input image {item.path}"
+            if item.problem is None:
+                # Where the file really is: a link elsewhere to a file in the output folder is that file.
+                real = os.path.realpath(item.path)
+                if in_out(os.path.dirname(real)):
+                    inside[os.path.basename(real)] = f"input image {item.path}"
         if inside:
             for item in self.items(output_files, reserved):
                 for name in output_files(item.name) if item.problem is None else ():
@@ -188,6 +190,22 @@ class Sources:
                         raise OutputError(f"output {Path(out_dir) / name} of {item.path} is the {inside[name]}; "
                                           "fgdense never writes over its inputs: choose another output folder")
         return count
+
+
+def _output_name(entry: _Entry, key: str, files, reserved: set, taken: dict) -> str:
+    """The entry's output name, unique in the run and clear of ``reserved`` names (noted in ``taken``), or ""
+    when the same file already has one."""
+    mine = _hash64(key)
+    stem, count = entry.path.stem, 1
+    while True:
+        held = taken.get(_hash64(stem))
+        if held == mine:
+            return ""
+        if held is None and not reserved.intersection(files(stem)):
+            taken[_hash64(stem)] = mine
+            return stem
+        count += 1
+        stem = f"{entry.path.stem}-{count}"
 
 
 def shard(items: Iterable[Item], rank: int, world: int) -> Iterator[Item]:
@@ -202,6 +220,9 @@ def _check_argument(path: Path) -> str:
         if path.is_symlink():
             raise ImageLoadError(f"image {path} is a broken (or looping) symbolic link")
         raise ImageLoadError(f"image {path} does not exist")
+    if not path.is_dir() and not path.is_file():  # reading a FIFO (or a device) would wait forever
+        raise ImageLoadError(f"{path} is not a regular file (a pipe, device or socket); give image files, "
+                             "folders or manifests")
     if path.is_dir():
         if not any(True for _ in _folder_images(path)):
             raise ImageLoadError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -251,6 +272,8 @@ def _folder_entries(folder: Path) -> Iterator[_Entry]:
             continue
         if not path.exists():
             yield _Entry(path, None, f"folder {folder}", ("missing", f"{path} is a broken or looping symbolic link"))
+        elif not path.is_file():  # a FIFO named like an image: reading it would wait forever
+            yield _Entry(path, None, f"folder {folder}", ("not_a_file", f"{path} is not a regular file"))
         else:
             yield _Entry(path, None, f"folder {folder}")
 
