@@ -14,7 +14,7 @@ LAYERS = [
     {"model", "processing"},
     {"companions", "dense", "prompts", "superpixels", "tiny"},
     {"task"},
-    {"regions", "segment", "classify", "classify_masks", "ground"},
+    {"regions", "segment", "classify", "classify_masks", "ground", "embed"},
     {"io"},
     {"bulk"},
     {"evaluation", "train"},
