@@ -203,8 +203,12 @@ def official_fgovd(model, processor, tokenizer, ann_file, images_dir) -> dict:
 
 def official_recalls(similarity: torch.Tensor, owner: list[int], ks=(1, 5, 10)) -> dict:
     """The official recall loops on an (images, texts) similarity: an image's query is right at k when one
-    of its captions is among ``argsort()[-k:]``; a caption's when its image is."""
-    out = {}
+    of its captions is among ``argsort()[-k:]``; a caption's when its image is. Also every query's rank of
+    its best true answer (``i2t_ranks``, ``t2i_ranks``; 0: first)."""
+    out = {"i2t_ranks": [min(similarity[i].argsort(descending=True).tolist().index(t) for t in range(len(owner))
+                             if owner[t] == i) for i in range(similarity.shape[0])],
+           "t2i_ranks": [similarity[:, t].argsort(descending=True).tolist().index(owner[t])
+                         for t in range(similarity.shape[1])]}
     for k in ks:
         right = 0
         for i in range(similarity.shape[0]):

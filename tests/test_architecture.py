@@ -18,7 +18,7 @@ LAYERS = [
     {"io"},
     {"bulk"},
     {"evaluation", "train"},
-    {"cli", "env"},
+    {"cli", "env", "eval_tools"},
     {"demo"},
 ]
 SIBLINGS_APART = {("model", "processing"), ("processing", "model")}
