@@ -246,7 +246,7 @@ def official_retrieval(model, processor, tokenizer, pairs, walk_type: str = "sho
 def official_zeroshot(model, processor, tokenizer, samples, classnames, templates) -> dict:
     """``in1k/eval_IN1K.py``: every class's templates filled and lower-cased (short walk, 64 tokens),
     normalised, averaged, normalised; each image at a fixed 1024-patch budget; sigmoid(scale * cos + bias);
-    top-1 / top-5. ``samples`` is a list of (image path, class index)."""
+    top-1 / top-5 and each image's five best classes. ``samples`` is a list of (image path, class index)."""
     from PIL import Image
 
     weights = []
@@ -256,14 +256,16 @@ def official_zeroshot(model, processor, tokenizer, samples, classnames, template
         weights.append(mean / mean.norm())
     weights = torch.stack(weights, dim=1)
     top1 = top5 = 0
+    tops = []
     for path, label in samples:
         image = official_image_embedding(model, processor, Image.open(path).convert("RGB"),
                                          dynamic_max_patches=False, max_num_patches=1024)
         logits = torch.sigmoid(model.logit_scale.exp().float() * image @ weights + model.logit_bias.float())
         top = logits.topk(min(5, len(classnames))).indices.tolist()
+        tops.append(top)
         top1 += top[0] == label
         top5 += label in top
-    return {"top1": top1 / len(samples), "top5": top5 / len(samples)}
+    return {"top1": top1 / len(samples), "top5": top5 / len(samples), "tops": tops}
 
 
 __all__ = ["dense_head_reference", "official_4d_mask", "official_box_classification", "official_dense_features",
