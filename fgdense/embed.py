@@ -169,11 +169,18 @@ def sigmoid_scores(model, images: np.ndarray, texts) -> np.ndarray:
     """sigmoid(exp(logit_scale) * cos + logit_bias) of normalised (N, D) and (M, D) embeddings, float32
     arithmetic as the official scripts."""
     texts = texts.vectors if isinstance(texts, Embeddings) else np.asarray(texts, dtype=np.float32)
-    cos = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)) @ torch.from_numpy(
-        np.ascontiguousarray(texts, dtype=np.float32)).T
+    # Copies (np.array): a memory-mapped index is read-only, and torch wants arrays it may write.
+    cos = torch.from_numpy(np.array(images, dtype=np.float32)) @ torch.from_numpy(np.array(texts, dtype=np.float32)).T
+    return sigmoid_of_cosine(model, cos)
+
+
+def sigmoid_of_cosine(model, cos) -> np.ndarray:
+    """sigmoid(exp(logit_scale) * cos + logit_bias) of cosines (array or tensor), float32."""
+    cos = torch.as_tensor(np.asarray(cos, dtype=np.float32)) if not isinstance(cos, torch.Tensor) else cos.float()
     scale = model.logit_scale.detach().float().cpu().exp()
     bias = model.logit_bias.detach().float().cpu()
     return torch.sigmoid(cos * scale + bias).numpy()
 
 
-__all__ = ["Embedder", "EmbedderSettings", "Embeddings", "image_embeddings_of_ready", "sigmoid_scores"]
+__all__ = ["Embedder", "EmbedderSettings", "Embeddings", "image_embeddings_of_ready", "sigmoid_of_cosine",
+           "sigmoid_scores"]

@@ -17,7 +17,7 @@ LAYERS = [
     {"regions", "segment", "classify", "classify_masks", "ground", "embed"},
     {"io"},
     {"bulk"},
-    {"evaluation", "train"},
+    {"evaluation", "train", "search"},
     {"cli", "env", "eval_tools"},
     {"demo"},
 ]
