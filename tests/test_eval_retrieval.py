@@ -142,9 +142,13 @@ def test_the_tool_writes_the_report_resumes_and_refuses_bad_files(tmp_path):
     command = [sys.executable, str(ROOT / "tools" / "eval_retrieval.py"), "--ann", str(ann), "--protocol", "flickr",
                "--images", str(images), "--model", str(CHECKPOINT), "--out", str(out), "--device", "cpu", "--quiet",
                "--workers", "0"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(command + ["--plot"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     report = json.loads((out / "report.json").read_text())
+    ranks = json.loads((out / "ranks.json").read_text(encoding="utf-8"))
+    assert len(ranks["t2i_best"]) == len(ranks["texts"]) == 59 and Image.open(out / "plot.png").size[1] > 400
+    worst = max(range(59), key=lambda t: ranks["t2i"][t])
+    assert ranks["t2i"][worst] > 0 and ranks["t2i_best"][worst] != ranks["owner"][worst]
     assert {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "images", "captions"} <= set(report)
     assert report["images"] == 11 and report["captions"] == 59
     (out / "report.json").unlink()

@@ -11,8 +11,9 @@ written), dci (a folder of JSON files: image, extra_caption; long walk, 196 toke
 JSON, first 1000), lit-cn, dci-cn, docci-cn (image<TAB>caption, as written, long walk, 196 tokens; image
 paths absolute or relative to --images). The similarity is sigmoid(scale * cos + bias), images at the
 checkpoint's own processing. Writes into --out report.json (i2t_r1, i2t_r5, i2t_r10, t2i_r1, t2i_r5,
-t2i_r10 as fractions, and the counts) and records/ (one per image): the same command again skips the
-images already embedded (--overwrite redoes them).
+t2i_r10 as fractions, and the counts), ranks.json (every query's rank) and records/ (one per image): the
+same command again skips the images already embedded (--overwrite redoes them). --plot also draws
+plot.png: the captions that found their image worst, beside it and the image they found first.
 """
 
 import sys
@@ -28,12 +29,14 @@ PROTOCOLS = ["coco", "flickr", "coco-cn", "flickr-cna", "dci", "share4v", "lit-c
 def parse_args(argv):
     parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json and records/ (created; "
                         "default ./retrieval_out)", out_default="retrieval_out", precision="fp32",
-                        max_patches="checkpoint")
+                        max_patches="checkpoint", font=True)
     parser.add_argument("--ann", required=True, help="the protocol's annotation file (a folder for dci)")
     parser.add_argument("--protocol", required=True, choices=PROTOCOLS, help="which official script's protocol")
     parser.add_argument("--images", default=".", help="folder the file's image names are under (default .)")
     cli.run_flags(parser)
     parser.add_argument("--max-images", type=int, help="only the set's first N images (quick looks; report says incomplete)")
+    parser.add_argument("--plot", action="store_true", help="also write plot.png: the captions that found their "
+                        "image worst, beside their image and the image found first")
     return parser.parse_args(argv)
 
 
@@ -42,6 +45,13 @@ def work(argv) -> int:
 
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"annotation file": args.ann})
+    if args.plot:
+        from fgdense.io.files import check_outputs
+        from fgdense.io.fonts import choose_font
+
+        check_outputs({"plot": out / "plot.png"}, {"annotation file": args.ann, "font": args.font}, folders=False)
+        if args.font:
+            choose_font([], args.font, warn=False)  # a font that is not there or not a font: one line now
     device = cli.device_of(args.device)
     from fgdense.embed import Embedder
     from fgdense.evaluation.retrieval import evaluate_retrieval, format_retrieval_report
@@ -57,7 +67,17 @@ def work(argv) -> int:
             report = evaluate_retrieval(embedder, data, args.images, protocol, out=out, workers=args.workers,
                                         max_images=args.max_images, overwrite=args.overwrite,
                                         progress=not args.quiet, status=cli.status)
-    return eval_ending(report, report_path, format_retrieval_report, args, ranks)
+    code = eval_ending(report, report_path, format_retrieval_report, args, ranks)
+    if args.plot and ranks.main:  # after the report is safe: a picture that fails cannot cost the evaluation
+        import json
+
+        from fgdense.evaluation.retrieval_plot import worst_queries
+        from fgdense.io.files import write_all, write_picture
+
+        found = json.loads((out / "ranks.json").read_text(encoding="utf-8"))
+        write_all([(out / "plot.png", write_picture(worst_queries(found, args.font)))])
+        print(f"plot written to {out / 'plot.png'}")
+    return code
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,9 @@ from .embedding_runs import ImageEmbeddingJob, bad_counts, checked_inputs, embed
 from .retrieval_data import RetrievalProtocol, RetrievalSet, load_retrieval_set, protocol_named
 
 KS = (1, 5, 10)
-RANKS = "ranks.json"  # in the output folder: every query's rank of its best true answer (0: first)
+# In the output folder: every query's rank of its best true answer (0: first); for each text, its image
+# and the image it found first.
+RANKS = "ranks.json"
 ROWS = 1024  # similarity rows held at once: memory stays bounded for any set
 
 
@@ -45,6 +47,12 @@ def query_ranks(model, images: np.ndarray, texts: np.ndarray, owner: list[int]) 
                                          [[i] for i in owner[s : s + ROWS]])
                           for s in range(0, len(texts), ROWS)])
     return i2t, t2i
+
+
+def best_matches(model, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Each query's best-scoring candidate (its index), a block of queries at a time."""
+    return np.concatenate([sigmoid_scores(model, queries[s : s + ROWS], candidates).argmax(axis=1)
+                           for s in range(0, len(queries), ROWS)])
 
 
 def recalls(model, images: np.ndarray, texts: np.ndarray, owner: list[int]) -> dict:
@@ -100,8 +108,10 @@ def evaluate_retrieval(embedder, annotations, images_dir, protocol: str | Retrie
     text = task.embed_texts(texts, walk_type=chosen.walk_type, lowercase=chosen.lowercase).vectors
     i2t, t2i = query_ranks(task.model, vectors[usable], text, owner)
     if out is not None and current().main:
-        write_json(Path(out) / RANKS, {"images": [names[i] for i in usable], "i2t": i2t.tolist(),
-                                       "texts": texts, "t2i": t2i.tolist()})
+        best = best_matches(task.model, text, vectors[usable])
+        write_json(Path(out) / RANKS, {"images": [names[i] for i in usable], "images_dir": str(images_dir),
+                                       "i2t": i2t.tolist(), "texts": texts, "owner": owner, "t2i": t2i.tolist(),
+                                       "t2i_best": best.tolist()})
     return dict(report, **{f"i2t_r{k}": float((i2t < k).mean()) for k in KS},
                 **{f"t2i_r{k}": float((t2i < k).mean()) for k in KS})
 
