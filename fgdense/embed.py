@@ -156,7 +156,7 @@ class Embedder(RegionTask):
         for name, array, feats in zip(_names(images), boxes, regions):
             array = np.asarray(array, dtype=np.float64).reshape(-1, 4)
             items = [f"{name}#{','.join(str(round(v, 2)) for v in box)}" for box in array.tolist()]
-            out.append(Embeddings(F.normalize(feats.float(), dim=-1).numpy(), items, "region"))
+            out.append(Embeddings(F.normalize(feats.float().cpu(), dim=-1).numpy(), items, "region"))
         return out
 
     def scores(self, images: Embeddings | np.ndarray, texts: Embeddings | np.ndarray) -> np.ndarray:
