@@ -115,3 +115,12 @@ def test_mistakes_are_one_line(collection, tmp_path):
         search(embedder, SearchIndex.open(plain), "cat", 3, regions=True)
     done = run("query", plain, "cat", "--out", plain, "--device", "cpu")  # results beside the index: fine
     assert done.returncode == 0, done.stderr
+
+
+def test_the_search_benchmark_runs_at_a_toy_size():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "benchmark_search.py"), "--images", "6",
+                           "--queries", "2", "--regions"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    assert result["images"] == 6 and result["regions"] == 6 * 35
+    assert result["index_s"] > 0 and result["query_ms_median"] > 0 and "CPU:" in done.stdout
