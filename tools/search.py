@@ -107,7 +107,7 @@ def answer(argv) -> int:
     if index.meta.get("model_fingerprint") and fingerprint(resolve_checkpoint(model)) != index.meta["model_fingerprint"]:
         raise FGDenseError(f"{model} is not the checkpoint {args.index} was built with ({index.meta['model']}); "
                            "its embeddings would not compare")
-    embedder = Embedder.from_pretrained(model, device=device, text_mask=args.text_mask)
+    embedder = Embedder.from_pretrained(model, device=device, text_mask=args.text_mask, precision=args.precision)
     hits = search(embedder, index, args.text, args.top_k, args.regions)
     import json
 
