@@ -166,5 +166,108 @@ def official_box_classification(model, processor, tokenizer, annotation_file, im
     return {"top1": correct1 / count, "top5": correct5 / count, "predictions": predictions}
 
 
+# ------------------------------------------- official FG-OVD, retrieval and zero-shot (fgclip2/eval/*.py)
+@torch.no_grad()
+def official_image_embedding(model, processor, image, **processing) -> torch.Tensor:
+    """(D,) normalised global embedding as the official retrieval scripts make it: the image alone through
+    the processor (padded to its budget), ``get_image_features`` with the processor's whole output."""
+    inputs = {k: v.to(model.device) for k, v in processor(images=image, return_tensors="pt", **processing).items()}
+    feats = model.get_image_features(**inputs)[0].float()
+    return feats / feats.norm()
+
+
+@torch.no_grad()
+def official_fgovd(model, processor, tokenizer, ann_file, images_dir) -> dict:
+    """``fgovd_bbox_roi.py``: per JSONL line the image processed alone, the xywh box pooled by RoIAlign,
+    positives then negatives lower-cased (box walk, 64 tokens), softmax(100 * cos); right when the first
+    text's probability equals the maximum. Returns ``accuracy``, ``count``, each line's outcome and the
+    first text's probability."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    outcomes, first = [], []
+    for line in Path(ann_file).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        image = Image.open(Path(images_dir) / msg["img_path"]).convert("RGB")
+        x, y, w, h = msg["bbox"]
+        region = official_region_features_per_box(model, processor, image, [[x, y, x + w, y + h]])[0].float()
+        region = region / region.norm()
+        text = official_text_embeddings(model, tokenizer, msg["pos_expression"] + msg["neg_expression"], "box")
+        probability = (100.0 * region @ text.T).softmax(dim=-1)
+        outcomes.append(bool(torch.equal(probability.max(), probability[0])))
+        first.append(float(probability[0]))
+    return {"accuracy": sum(outcomes) / len(outcomes), "count": len(outcomes), "outcomes": outcomes, "first": first}
+
+
+def official_recalls(similarity: torch.Tensor, owner: list[int], ks=(1, 5, 10)) -> dict:
+    """The official recall loops on an (images, texts) similarity: an image's query is right at k when one
+    of its captions is among ``argsort()[-k:]``; a caption's when its image is. Also every query's rank of
+    its best true answer (``i2t_ranks``, ``t2i_ranks``; 0: first)."""
+    out = {"i2t_ranks": [min(similarity[i].argsort(descending=True).tolist().index(t) for t in range(len(owner))
+                             if owner[t] == i) for i in range(similarity.shape[0])],
+           "t2i_ranks": [similarity[:, t].argsort(descending=True).tolist().index(owner[t])
+                         for t in range(similarity.shape[1])]}
+    for k in ks:
+        right = 0
+        for i in range(similarity.shape[0]):
+            top = similarity[i].argsort()[-k:].tolist()
+            right += any(owner[t] == i for t in top)
+        out[f"i2t_r{k}"] = right / similarity.shape[0]
+        right = 0
+        for t in range(similarity.shape[1]):
+            right += owner[t] in similarity[:, t].argsort()[-k:].tolist()
+        out[f"t2i_r{k}"] = right / similarity.shape[1]
+    return out
+
+
+@torch.no_grad()
+def official_retrieval(model, processor, tokenizer, pairs, walk_type: str = "short", lowercase: bool = True) -> dict:
+    """The retrieval scripts (``coco_retrieval.py``, ``flickr30k_retrieval.py``, ``coco_cn.py``,
+    ``flicker_cna.py``, ``dci_retrieval.py``, ``share1k_retrieval.py``, ``long_trans_cn.py``): ``pairs`` is
+    a list of (image path, its captions as the script selected them); each image encoded alone, captions
+    by ``walk_type`` (64 or 196 tokens); similarity sigmoid(exp(logit_scale) * cos + logit_bias)."""
+    from PIL import Image
+
+    images, texts, owner = [], [], []
+    for index, (path, captions) in enumerate(pairs):
+        images.append(official_image_embedding(model, processor, Image.open(path).convert("RGB")))
+        texts.append(official_text_embeddings(model, tokenizer, list(captions), walk_type, lowercase))
+        owner += [index] * len(captions)
+    image, text = torch.stack(images), torch.cat(texts)
+    logits = text @ image.T * model.logit_scale.exp().float() + model.logit_bias.float()
+    return official_recalls(torch.sigmoid(logits.T), owner)
+
+
+@torch.no_grad()
+def official_zeroshot(model, processor, tokenizer, samples, classnames, templates) -> dict:
+    """``in1k/eval_IN1K.py``: every class's templates filled and lower-cased (short walk, 64 tokens),
+    normalised, averaged, normalised; each image at a fixed 1024-patch budget; sigmoid(scale * cos + bias);
+    top-1 / top-5 and each image's five best classes. ``samples`` is a list of (image path, class index)."""
+    from PIL import Image
+
+    weights = []
+    for name in classnames:
+        embeds = official_text_embeddings(model, tokenizer, [t.format(name) for t in templates], "short")
+        mean = embeds.mean(0)
+        weights.append(mean / mean.norm())
+    weights = torch.stack(weights, dim=1)
+    top1 = top5 = 0
+    tops = []
+    for path, label in samples:
+        image = official_image_embedding(model, processor, Image.open(path).convert("RGB"),
+                                         dynamic_max_patches=False, max_num_patches=1024)
+        logits = torch.sigmoid(model.logit_scale.exp().float() * image @ weights + model.logit_bias.float())
+        top = logits.topk(min(5, len(classnames))).indices.tolist()
+        tops.append(top)
+        top1 += top[0] == label
+        top5 += label in top
+    return {"top1": top1 / len(samples), "top5": top5 / len(samples), "tops": tops}
+
+
 __all__ = ["dense_head_reference", "official_4d_mask", "official_box_classification", "official_dense_features",
-           "official_region_features_per_box", "official_text_embeddings", "official_text_features"]
+           "official_fgovd", "official_image_embedding", "official_recalls", "official_region_features_per_box",
+           "official_retrieval", "official_text_embeddings", "official_text_features", "official_zeroshot"]

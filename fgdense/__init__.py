@@ -34,6 +34,8 @@ _PUBLIC = {
     "MaskClassification": ".classify_masks",
     "Grounder": ".ground",
     "Grounding": ".ground",
+    "Embedder": ".embed",
+    "Embeddings": ".embed",
     "FGDenseError": ".errors",
     "CheckpointError": ".errors",
     "ImageLoadError": ".errors",

@@ -14,11 +14,11 @@ LAYERS = [
     {"model", "processing"},
     {"dense", "prompts", "superpixels", "tiny"},
     {"task"},
-    {"regions", "segment", "classify", "classify_masks", "ground"},
+    {"regions", "segment", "classify", "classify_masks", "ground", "embed"},
     {"io"},
     {"bulk"},
-    {"evaluation", "train"},
-    {"cli", "env"},
+    {"evaluation", "train", "search"},
+    {"cli", "env", "eval_tools"},
     {"demo"},
 ]
 SIBLINGS_APART = {("model", "processing"), ("processing", "model")}
@@ -113,7 +113,8 @@ def test_the_installed_package_holds_no_benchmark_or_reference_code():
 
 
 # ------------------------------------------------------------------------ one pipeline, one of each
-EVALUATIONS = {"boxclass": "fgdense.classify", "segmentation": "fgdense.segment", "grounding": "fgdense.ground"}
+EVALUATIONS = {"boxclass": "fgdense.classify", "segmentation": "fgdense.segment", "grounding": "fgdense.ground",
+               "fgovd": "fgdense.classify", "retrieval": "fgdense.embed", "zeroshot": "fgdense.embed"}
 
 
 @pytest.mark.parametrize("name, task", EVALUATIONS.items())
@@ -123,7 +124,9 @@ def test_each_evaluation_calls_its_task_on_the_bulk_runner(name, task):
     DataLoader or dense pass."""
     path = PACKAGE / "evaluation" / f"{name}.py"
     found = imports_of(path)
-    assert task in found and "fgdense.evaluation.runs" in found, found
+    # Directly, or through embedding_runs (the embedding evaluations' shared job), which runs on runs.py.
+    assert task in found and found & {"fgdense.evaluation.runs", "fgdense.evaluation.embedding_runs"}, found
+    assert "fgdense.evaluation.runs" in imports_of(PACKAGE / "evaluation" / "embedding_runs.py")
     assert "fgdense.bulk.runner" in imports_of(PACKAGE / "evaluation" / "runs.py")
     text = path.read_text(encoding="utf-8")
     for own_engine in ("DataLoader", "dense_grids", "dense_features_batch", "get_image_dense_feature"):

@@ -1,0 +1,58 @@
+"""What the embedding-based evaluation tools (eval_fgovd, eval_retrieval, eval_zeroshot) share once their
+own flags are parsed: the run flags checked, torchrun joined and left, the report written by rank 0.
+
+Imports nothing heavy at module level: ``--help`` answers before torch loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from . import cli
+
+
+def check_eval_args(args, inputs: dict) -> tuple[Path, Path]:
+    """The run flags (``--workers``, ``--batch-size``, ``--max-patches``, ``--max-images``) and the output
+    folder checked before any model work; ``inputs`` (name -> path) are never written over. Returns
+    (output folder, report path)."""
+    from .errors import DatasetError, FGDenseError
+    from .io.files import check_output_folder, check_outputs
+
+    images = getattr(args, "images", None)
+    if images is not None and not Path(images).is_dir():
+        raise DatasetError(f"images folder {images} does not exist")
+    args.workers = cli.workers_setting(args.workers)
+    args.batch_size = cli.check_batch_size(args.batch_size)
+    args.max_patches = cli.max_patches_setting(args.max_patches)
+    if args.max_images is not None and args.max_images < 0:
+        raise FGDenseError("--max-images must be >= 0")
+    out = check_output_folder(args.out)
+    report = out / "report.json"
+    check_outputs({"report": report}, {k: v for k, v in inputs.items() if v}, folders=False)
+    return out, report
+
+
+@contextlib.contextmanager
+def joined(device):
+    """``(device, ranks)`` of this process inside torchrun's group (or alone); the group is left after."""
+    from .bulk.distributed import join, leave
+
+    device, ranks = join(device)
+    try:
+        yield device, ranks
+    finally:
+        leave()
+
+
+def eval_ending(report: dict, report_path: Path, format_report, args, ranks) -> int:
+    """Rank 0 writes the report (all-or-nothing) and prints its table; the exit code."""
+    from .evaluation.report import write_report
+
+    if ranks.main:
+        report["model"] = args.model
+        write_report(report, report_path, None, format_report(report))
+    return 0
+
+
+__all__ = ["check_eval_args", "eval_ending", "joined"]

@@ -1,0 +1,53 @@
+"""A query's answers as one contact-sheet picture: the query on top, then a grid of thumbnails, each with
+its rank and score, and (for regions) its box drawn on its image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from ..errors import ImageLoadError
+from ..io.fonts import lettering_for
+from ..processing.image import load_image
+
+THUMB = 192  # a thumbnail's longer side, pixels
+COLUMNS = 5
+CAPTION = 20  # pixels under each thumbnail for its rank and score
+HEADER = 40
+
+
+def _thumbnail(hit: dict) -> Image.Image:
+    try:
+        image = load_image(hit["image"])
+    except ImageLoadError:
+        return Image.new("RGB", (THUMB, THUMB), (90, 90, 90))  # a file gone since indexing: grey, not a stop
+    scale = THUMB / max(image.width, image.height)
+    thumb = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    if "xyxy" in hit:
+        x1, y1, x2, y2 = (v * scale for v in hit["xyxy"])
+        ImageDraw.Draw(thumb).rectangle([x1, y1, x2, y2], outline=(255, 40, 40), width=3)
+    return thumb
+
+
+def contact_sheet(query: str, hits: list[dict], font=None) -> Image.Image:
+    """The picture of ``hits`` (as :func:`fgdense.search.query.search` returns them) for ``query``."""
+    lettering = lettering_for(font, [query])
+    rows = max(1, -(-len(hits) // COLUMNS))
+    cell_w, cell_h = THUMB + 8, THUMB + CAPTION + 8
+    sheet = Image.new("RGB", (COLUMNS * cell_w, HEADER + rows * cell_h), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((8, 8), lettering.drawable(query), fill=(0, 0, 0), font=lettering.font(22))
+    for n, hit in enumerate(hits):
+        x, y = (n % COLUMNS) * cell_w + 4, HEADER + (n // COLUMNS) * cell_h + 4
+        thumb = _thumbnail(hit)
+        sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
+        score = hit.get("score", hit.get("cosine"))
+        caption = f"#{n + 1}  {score:.3f}  {Path(hit['image']).name}"
+        draw.text((x, y + THUMB + 2), lettering.drawable(caption[:34]), fill=(0, 0, 0), font=lettering.font(13))
+    if not hits:
+        draw.text((8, HEADER + 8), "no results", fill=(120, 120, 120), font=lettering.font(16))
+    return sheet
+
+
+__all__ = ["contact_sheet"]

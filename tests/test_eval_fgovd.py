@@ -1,0 +1,106 @@
+"""FG-OVD evaluation: per-box outcomes and accuracy equal to the official fgovd_bbox_roi.py formulation
+(benchmarks/reference.py), exactly; ties right; bad lines one error; the tool's report and resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.reference import official_fgovd
+from conftest import CHECKPOINT
+from fgdense import BoxClassifier, FGCLIP2ImageProcessor, FGCLIP2Model, load_tokenizer
+from fgdense.errors import DatasetError
+from fgdense.evaluation.fgovd import evaluate_fgovd, load_fgovd
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOURS = ["Red", "dark Green", "light blue", "黄色", "Purple", "白色", "Grey"]
+THINGS = ["plastic pipe", "wooden chair", "杯子", "Metal Cup", "glass bottle"]
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return (FGCLIP2Model.from_pretrained(CHECKPOINT), FGCLIP2ImageProcessor.from_pretrained(CHECKPOINT),
+            load_tokenizer(CHECKPOINT))
+
+
+def make_set(root: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Four images under val2017/, 14 boxes with 1-2 positives and 3-6 negatives each, one image's lines
+    apart in the file, one box whose negative repeats its positive (a tie: right)."""
+    rng = np.random.default_rng(seed)
+    (root / "images" / "val2017").mkdir(parents=True)
+    sizes = [(60, 80), (120, 90), (48, 150), (100, 100)]
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "images" / "val2017" / f"{i}.png")
+    lines = []
+    for n in range(14):
+        i = [0, 1, 2, 3, 0][n % 5]
+        h, w = sizes[i]
+        bw, bh = rng.integers(6, w // 2), rng.integers(6, h // 2)
+        x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+        texts = [f"A {rng.choice(COLOURS)} {rng.choice(THINGS)}." for _ in range(int(rng.integers(4, 9)))]
+        positives = texts[: 1 + n % 2]
+        negatives = texts[1 + n % 2 :] + ([positives[0]] if n == 6 else [])
+        lines.append({"img_path": f"val2017/{i}.png", "bbox": [round(x, 2), round(y, 2), float(bw), float(bh)],
+                      "pos_expression": positives, "neg_expression": negatives, "category_id": 0})
+    ann = root / "attributes.jsonl"
+    ann.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    return ann, root / "images"
+
+
+def test_outcomes_and_accuracy_equal_the_official_protocol(tmp_path, parts):
+    model, processor, tokenizer = parts
+    ann, images = make_set(tmp_path)
+    report = evaluate_fgovd(BoxClassifier(*parts, precision="fp32"), ann, images, out=tmp_path / "out", progress=False)
+    expected = official_fgovd(model, processor, tokenizer, ann, images)
+    lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [line["line"] for line in lines] == list(range(1, 15))
+    assert [line["right"] for line in lines] == expected["outcomes"]
+    np.testing.assert_allclose([line["first"] for line in lines], expected["first"], atol=2e-6)
+    assert report["accuracy"] == expected["accuracy"] and report["boxes"] == expected["count"] == 14
+    assert report["images"] == 4 and report["boxes_skipped"] == 0
+    assert lines[6]["right"]  # its positive is also among its negatives: a tie, right
+    assert 0 < report["accuracy"] < 1
+
+
+def test_unusable_boxes_and_images_are_counted_not_scored(tmp_path, parts):
+    ann, images = make_set(tmp_path)
+    rows = [json.loads(line) for line in ann.read_text().splitlines()]
+    rows[2]["bbox"] = [5.0, 5.0, 0.0, 10.0]  # zero width
+    rows.append(dict(rows[0], img_path="val2017/gone.png"))
+    ann.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    report = evaluate_fgovd(BoxClassifier(*parts), ann, images, progress=False)
+    assert report["boxes"] == 13 and report["boxes_skipped"] == 2
+    assert report["images_skipped"] == 1 and report["skipped_by_reason"] == {"missing_image": 1}
+
+
+def test_a_malformed_line_is_one_error_naming_it(tmp_path):
+    ann = tmp_path / "bad.jsonl"
+    ann.write_text('{"img_path": "a.png", "bbox": [1, 2, 3, 4], "pos_expression": ["x"], "neg_expression": []}\n'
+                   '{"img_path": "a.png", "bbox": [1, 2, 3], "pos_expression": ["x"], "neg_expression": []}\n')
+    with pytest.raises(DatasetError, match="line 2"):
+        load_fgovd(ann)
+    ann.write_text('{"img_path": "a.png", "bbox": [1, 2, 3, 4], "pos_expression": [], "neg_expression": ["y"]}\n')
+    with pytest.raises(DatasetError, match="positive"):
+        load_fgovd(ann)
+
+
+def test_the_tool_writes_the_report_and_resumes(tmp_path):
+    ann, images = make_set(tmp_path)
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "tools" / "eval_fgovd.py"), "--ann", str(ann), "--images", str(images),
+               "--model", str(CHECKPOINT), "--out", str(out), "--device", "cpu", "--quiet", "--workers", "0"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["boxes"] == 14 and report["lines"] == 14 and 0 <= report["accuracy"] <= 1
+    assert "FG-OVD: accuracy" in first.stdout
+    (out / "report.json").unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")} == stamps
+    assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]
