@@ -16,7 +16,8 @@ Texts are drawn afresh for every pass over the data, from a generator seeded by 
 so a resumed run sees what an uninterrupted one would.
 
 Nothing is dropped silently: crowd, tiny and degenerate boxes, annotations with an unknown category or
-image, malformed annotations, images missing on disk and images left without a usable box are counted
+image, malformed annotations, images named outside the image root (never opened), images missing on
+disk and images left without a usable box are counted
 (``dataset.report``) and logged when training starts. A file that is not COCO-format at all, or a
 names file or template that cannot be used, stops the run with one line naming the problem.
 
@@ -43,14 +44,16 @@ from tqdm import tqdm
 
 from ..errors import CocoFormatError, ImageLoadError
 from ..io.coco import checked_categories, image_file, read_coco, read_json
+from ..paths import path_inside
 from ..processing.image import decode_as_stored
 from .data import Record
 
 logger = logging.getLogger(__name__)
 LANGUAGES = ("en", "zh")
-# Why annotations (the first six) and images (the last two) were not trained on.
+# Why annotations (the first six) and images (the last three) were not trained on. An image whose
+# file_name leads outside the image root (``..``, an absolute path) is never opened.
 SKIP_REASONS = ("crowd", "tiny", "degenerate", "unknown_category", "unknown_image", "malformed",
-                "missing_image", "no_usable_box")
+                "outside_image_root", "missing_image", "no_usable_box")
 
 
 @dataclass
@@ -311,7 +314,10 @@ class CocoRegionDataset(Dataset):
         for image_id, anns in tqdm(per_image.items(), desc=f"checking {self.ann_file.name}", disable=not progress,
                                    unit="image", leave=False):
             entry = entries[image_id]
-            path = self.image_root / image_file(entry)
+            path = path_inside(self.image_root, image_file(entry))
+            if path is None:
+                self.counts["outside_image_root"] += 1
+                continue
             if not path.is_file():
                 self.counts["missing_image"] += 1
                 continue

@@ -10,7 +10,7 @@ every ``*.json`` / ``*.jsonl`` in it. A record::
                     "flag_short_neg": 1, "short_expr_negs": ["blue mug", ... 10 captions]}]}
 
 ``f_path`` is relative to the English or the Chinese image root (``is_cn``; when absent, a caption with
-CJK characters counts as Chinese).
+CJK characters counts as Chinese) and may not lead outside it (``..``, an absolute path).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import FineHARDError, ImageLoadError
+from ..paths import path_inside
 from ..processing.image import load_image
 from ..processing.text import check_text_mask, tokenize
 
@@ -137,8 +138,10 @@ def parse_record(raw, where: str, image_root: Path, image_root_cn: Path, num_neg
                                     f"{num_negatives} non-empty captions")
             hard_boxes.append(box)
             hard_texts.append([positive] + negatives[:num_negatives])
-    root = image_root_cn if is_cn else image_root
-    return Record(root / raw["f_path"], raw["caption"], raw["short_caption"], is_cn,
+    image_path = path_inside(image_root_cn if is_cn else image_root, raw["f_path"])
+    if image_path is None:  # never opened: a record names images under its root only
+        raise FineHARDError(f"{where}: 'f_path' {raw['f_path']!r} leads outside the image root")
+    return Record(image_path, raw["caption"], raw["short_caption"], is_cn,
                   np.asarray(boxes, dtype=np.float32).reshape(-1, 4), texts,
                   np.asarray(hard_boxes, dtype=np.float32).reshape(-1, 4), hard_texts)
 
