@@ -4,6 +4,7 @@ in one message naming the file, instead of failing later or scoring NaN."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,3 +74,23 @@ def test_non_finite_weights_are_refused_at_load(ckpt_copy, value):
     key = _edit_weight(ckpt_copy, lambda w: torch.where(torch.arange(len(w)) == 3, torch.tensor(value), w))
     with pytest.raises(CheckpointError, match=f"non-finite weights \\(NaN or infinity\\) in {key}"):
         FGCLIP2Model.from_pretrained(ckpt_copy)
+
+
+def test_a_tool_given_non_finite_weights_says_so_in_one_line(tmp_path, tiny_checkpoint, capsys):
+    """Before, a segmentation of every image came out NaN, exit 0; now the tool stops at the model."""
+    import importlib.util
+
+    from PIL import Image
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    key = _edit_weight(broken, lambda w: torch.full_like(w, float("nan")))
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "a.png")
+    spec = importlib.util.spec_from_file_location("segment_tool", Path(__file__).parents[1] / "tools" / "segment.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    code = tool.main([str(tmp_path / "a.png"), "--labels", "red", "--model", str(broken), "--out", str(tmp_path / "out"),
+                      "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith(f"error: {broken} holds non-finite weights (NaN or infinity) in {key}")
+    assert not any((tmp_path / "out").glob("*.json"))
