@@ -163,10 +163,12 @@ def test_a_copied_work_dir_resumes_from_its_own_checkpoint(world, tiny_checkpoin
 
     bare = tmp_path / "bare"
     shutil.copytree(trained, bare, ignore=shutil.ignore_patterns("*.pth"))
-    code, err = run_tool(args(tiny_checkpoint, world, bare, "max_iters=2", resume=True))
-    assert one_line_error(code, err) == (f"error: cannot resume: {bare / 'last_checkpoint'} names "
-                                         f"{trained / 'iter_1.pth'}, outside {bare}, which holds no iter_1.pth; "
-                                         "resume in the folder that holds it, or start afresh")
+    for how in ({"resume": True}, {}):  # --resume, or resume=True in the config
+        options = ["max_iters=2"] + ([] if how else ["resume=True"])
+        code, err = run_tool(args(tiny_checkpoint, world, bare, *options, **how))
+        assert one_line_error(code, err) == (f"error: cannot resume: {bare / 'last_checkpoint'} names "
+                                             f"{trained / 'iter_1.pth'}, outside {bare}, which holds no iter_1.pth; "
+                                             "resume in the folder that holds it, or start afresh"), how
 
 
 class RunsCode:

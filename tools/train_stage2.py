@@ -65,7 +65,7 @@ def work(argv) -> int:
         # Everything a user can get wrong is checked before the run writes anything.
         check_work_dir(cfg.work_dir)
         resolve_checkpoint(cfg.model.checkpoint)
-        if args.resume:
+        if cfg.get("resume"):  # --resume, or resume=True in the config
             # The checkpoint of this work dir (mmengine would follow last_checkpoint's absolute path).
             resume_from = check_resume_checkpoint(cfg.work_dir, cfg.get("load_from"))
             cfg.load_from = str(resume_from) if resume_from else None
