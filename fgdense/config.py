@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from transformers import PreTrainedConfig, Siglip2TextConfig, Siglip2VisionConfig
+from transformers.activations import ACT2FN
 
 from .errors import CheckpointError, FGDenseError
 from .jsontext import read_json_file
@@ -113,7 +114,8 @@ LENGTH_LIMIT = 4096  # keep_len / longtext_len
 
 
 def check_sizes(values: dict, tower: str, source: str) -> None:
-    """Raise :class:`CheckpointError` for a size that is not a positive integer within :data:`SIZE_LIMITS`."""
+    """Raise :class:`CheckpointError` for a size that is not a positive integer within :data:`SIZE_LIMITS`
+    (or an activation transformers does not know: it would fail only when the model is first run)."""
     for key, limit in SIZE_LIMITS.items():
         if key not in values:
             continue
@@ -121,6 +123,10 @@ def check_sizes(values: dict, tower: str, source: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
             raise CheckpointError(f"{source}: {tower}_config.{key} = {str(value)[:40]} is not a size fgdense "
                                   f"can build (a positive integer up to {limit})")
+    act = values.get("hidden_act", "gelu_pytorch_tanh")
+    if not isinstance(act, str) or act not in ACT2FN:
+        raise CheckpointError(f"{source}: {tower}_config.hidden_act = {str(act)[:40]!r} is not an activation "
+                              f"transformers knows (SigLIP 2 uses 'gelu_pytorch_tanh')")
     hidden, heads = values.get("hidden_size"), values.get("num_attention_heads")
     if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
         raise CheckpointError(f"{source}: {tower}_config.hidden_size {hidden} is not a multiple of "

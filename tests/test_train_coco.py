@@ -108,7 +108,7 @@ def test_skips_are_counted_by_reason(tmp_path):
     ann = coco_file(tmp_path / "ann.json", images, annotations)
     ds = CocoRegionDataset(ann, tmp_path, min_box_size=4, num_negatives=1, progress=False)
     assert ds.report["skipped"] == {"crowd": 1, "tiny": 2, "degenerate": 2, "unknown_category": 1, "unknown_image": 1,
-                                    "malformed": 2, "missing_image": 1, "no_usable_box": 1}
+                                    "malformed": 2, "outside_image_root": 0, "missing_image": 1, "no_usable_box": 1}
     assert ds.report["annotations_used"] == 2 and ds.report["images_used"] == 2
     np.testing.assert_allclose(ds.images[1].boxes[0], [0.5, 0.5, 1.0, 1.0])
     summary = ds.summary()

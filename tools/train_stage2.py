@@ -2,6 +2,11 @@
 
     python tools/train_stage2.py configs/train/base.py --cfg-options checkpoint=... data_root=...
     torchrun --nproc_per_node 8 tools/train_stage2.py configs/train/base.py --launcher pytorch
+
+The config is an mmengine config: a Python file, run when it is read (its _base_ files too), with your
+rights. Train only with configs you wrote or trust, as you would run only scripts you trust. Nothing
+else is read as a config: not a checkpoint (a resume checkpoint that carries one is refused), not a
+dataset, not --cfg-options (read as values).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from fgdense.cli import fail  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="training config, e.g. configs/train/base.py")
+    parser.add_argument("config", help="training config, e.g. configs/train/base.py (Python, run when read: "
+                                           "only configs you trust)")
     parser.add_argument("--work-dir", help="where logs, checkpoints and the export go (default work_dirs/<config>)")
-    parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in the work dir")
+    parser.add_argument("--resume", action="store_true",
+                        help="resume from the latest checkpoint in the work dir (a copied work dir resumes from its "
+                             "own copy)")
     parser.add_argument("--cfg-options", nargs="+", default=[],
                         help="override config entries, e.g. checkpoint=fg-tiny batch_size=8 model.frozen=[text_model.]")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
@@ -40,7 +48,9 @@ def work(argv) -> int:
 
     from fgdense.errors import FGDenseError
     from fgdense.checkpoint import resolve_checkpoint
-    from fgdense.train.runner import build_runner, build_train_dataset, check_resume_checkpoint, resolve_settings
+    from fgdense.train.checks import check_work_dir
+    from fgdense.train.resume import check_resume_checkpoint
+    from fgdense.train.runner import build_runner, build_train_dataset, resolve_settings
 
     if not Path(args.config).is_file():
         return fail(f"config {args.config} does not exist")
@@ -53,9 +63,12 @@ def work(argv) -> int:
             cfg.resume = True
         resolve_settings(cfg)
         # Everything a user can get wrong is checked before the run writes anything.
+        check_work_dir(cfg.work_dir)
         resolve_checkpoint(cfg.model.checkpoint)
-        if args.resume:
-            check_resume_checkpoint(cfg.work_dir)
+        if cfg.get("resume"):  # --resume, or resume=True in the config
+            # The checkpoint of this work dir (mmengine would follow last_checkpoint's absolute path).
+            resume_from = check_resume_checkpoint(cfg.work_dir, cfg.get("load_from"))
+            cfg.load_from = str(resume_from) if resume_from else None
         dataset = build_train_dataset(cfg)
         runner = build_runner(cfg, dataset)
         runner.train()

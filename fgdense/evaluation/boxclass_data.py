@@ -7,7 +7,6 @@ image is (missing, unreadable, outside the images folder, degenerate box).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from ..io.coco import checked_categories, image_file, read_coco, shared_file_entries
 from ..jsontext import finite_number
+from ..paths import path_inside
 
 SKIP_REASONS = (
     "missing_image",  # the image file is not under the images folder
@@ -74,10 +74,7 @@ def _looks_like_lvis(data: dict) -> bool:
 
 def image_path(images_dir: Path, file_name: str) -> Path | None:
     """``images_dir / file_name``, or None when the name leads outside the folder (``..``, absolute)."""
-    normal = os.path.normpath(file_name)
-    if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
-        return None
-    return images_dir / normal
+    return path_inside(images_dir, file_name)
 
 
 def load_boxclass_dataset(path) -> BoxClassDataset:

@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, shorten
+from ..paths import path_inside
 
 # Scalars the official training model keeps in released checkpoints; inference does not use them.
 TRAINING_ONLY_KEYS = frozenset({"logit_scale_finegraind", "logit_scale_hardneg"})
@@ -26,19 +27,31 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     for index_name, loader in (("model.safetensors.index.json", _load_safetensors), ("pytorch_model.bin.index.json", _load_bin)):
         index = folder / index_name
         if index.is_file():
-            try:
-                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            except (KeyError, ValueError) as err:
-                raise CheckpointError(f"{index} is not a valid shard index: {err}") from None
             state: dict[str, torch.Tensor] = {}
-            for shard in shards:
-                state.update(loader(folder / shard))
+            for shard in _shards(index):
+                state.update(loader(shard))
             return state
     if (folder / "model.safetensors").is_file():
         return _load_safetensors(folder / "model.safetensors")
     if (folder / "pytorch_model.bin").is_file():
         return _load_bin(folder / "pytorch_model.bin")
     raise CheckpointError(f"{folder} has no weights (model.safetensors, a sharded index, or pytorch_model.bin)")
+
+
+def _shards(index: Path) -> list[Path]:
+    """The weight files a shard index names, each inside the checkpoint folder (never beside it)."""
+    try:
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{index} is not a valid shard index: {err}") from None
+    shards = []
+    for name in names:
+        path = path_inside(index.parent, name) if isinstance(name, str) and name else None
+        if path is None:
+            raise CheckpointError(f"{index} names the weight file {str(name)[:100]!r} outside the checkpoint "
+                                  "folder; a shard index may only name files inside its folder")
+        shards.append(path)
+    return shards
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -78,12 +91,21 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     )
     problems = []
+    integer = sorted(f"{k} ({str(state[k].dtype).replace('torch.', '')})" for k, v in expected.items()
+                     if k in state and v.is_floating_point() and not state[k].is_floating_point())
+    if integer:
+        problems.append(f"weights that are not floating point: {shorten(integer, 3)}")
     if missing:
         problems.append(f"missing parameters: {shorten(missing)}")
     if mismatched:
         problems.append(f"shape mismatches: {shorten(mismatched, 3, '; ')}")
     if problems:
         raise CheckpointError(f"{source} does not fit the FG-CLIP 2 model its config describes: " + " | ".join(problems))
+    # A NaN or infinite weight turns every score into NaN, silently: refused here, where the file is named.
+    broken = sorted(k for k in expected if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all()))
+    if broken:
+        raise CheckpointError(f"{source} holds non-finite weights (NaN or infinity) in {shorten(broken, 3)}; the "
+                              "checkpoint is damaged (or was saved from a run whose loss diverged)")
     unexpected = sorted(k for k in state if k not in expected and k not in TRAINING_ONLY_KEYS)
     if unexpected:
         warnings.warn(f"{source}: ignoring parameters the model does not use: {shorten(unexpected)}", stacklevel=3)

@@ -7,8 +7,10 @@ mmengine's registries, so configs name them by type.
 from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS, HOOKS, MODELS
 
 from .coco import CocoFormatError, CocoRegionDataset
-from .data import (FineHARDCollator, FineHARDDataset, FineHARDError, MonolingualBatchSampler, Record,
-                   finehard_collate)
+from .collate import FineHARDCollator, finehard_collate
+from .data import FineHARDDataset, FineHARDError
+from .records import Record
+from .sampler import MonolingualBatchSampler
 from .hooks import ExportHook, RankSummaryHook, SkippedImagesHook, export_checkpoint
 from .losses import hard_negative_loss, region_contrastive_loss, siglip_loss, sync_threshold, text_intra_modal_loss
 from .mixed import MixedDataset

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import mask_on_grid
+from .segmentations import mask_on_grid
 
 PIXELS_PER_IMAGE = 4096  # pixels sampled per image (seeded): enough for a threshold, cheap for big images
 

@@ -16,14 +16,13 @@ Texts are drawn afresh for every pass over the data, from a generator seeded by 
 so a resumed run sees what an uninterrupted one would.
 
 Nothing is dropped silently: crowd, tiny and degenerate boxes, annotations with an unknown category or
-image, malformed annotations, images missing on disk and images left without a usable box are counted
+image, malformed annotations, images named outside the image root (never opened), images missing on
+disk and images left without a usable box are counted
 (``dataset.report``) and logged when training starts. A file that is not COCO-format at all, or a
 names file or template that cannot be used, stops the run with one line naming the problem.
 
-A names file (JSON list, or ``{"categories": [...]}``) gives per category id any of: ``name`` (the
-display name used for training texts), ``synonyms``, ``name_zh``, ``synonyms_zh``::
-
-    [{"id": 18, "name": "dog", "synonyms": ["puppy"], "name_zh": "狗"}, ...]
+The category names, names file and templates are read in :mod:`fgdense.train.coco_names`; the masks
+are flipped, cropped and put on the patch grid in :mod:`fgdense.train.segmentations`.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import logging
 import math
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -42,33 +41,24 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import CocoFormatError, ImageLoadError
-from ..io.coco import checked_categories, image_file, read_coco, read_json
+from ..io.coco import image_file, read_coco
 from ..jsontext import finite_number
+from ..paths import path_inside
 from ..processing.image import decode_as_stored
-from .data import Record
+from .coco_names import check_templates, apply_names_file, read_categories
+from .records import Record
+from .segmentations import crop_segmentation, flip_segmentation
+
+# Names this module has long been imported for (tests, users' scripts).
+__all__ = ["SKIP_REASONS", "CocoFormatError", "CocoImage", "CocoRegionDataset", "crop_segmentation",
+           "flip_segmentation"]
 
 logger = logging.getLogger(__name__)
 LANGUAGES = ("en", "zh")
-# Why annotations (the first six) and images (the last two) were not trained on.
+# Why annotations (the first six) and images (the last three) were not trained on. An image whose
+# file_name leads outside the image root (``..``, an absolute path) is never opened.
 SKIP_REASONS = ("crowd", "tiny", "degenerate", "unknown_category", "unknown_image", "malformed",
-                "missing_image", "no_usable_box")
-
-
-@dataclass
-class CategoryNames:
-    """The words for one category: the name and synonyms in English, and in Chinese when known."""
-
-    id: int | str
-    name: str
-    synonyms: list[str] = field(default_factory=list)
-    name_zh: str | None = None
-    synonyms_zh: list[str] = field(default_factory=list)
-
-    def words(self, language: str) -> tuple[str, list[str]]:
-        """(primary name, synonyms) in ``language``; Chinese falls back to English when unknown."""
-        if language == "zh" and self.name_zh:
-            return self.name_zh, self.synonyms_zh
-        return self.name, self.synonyms
+                "outside_image_root", "missing_image", "no_usable_box")
 
 
 @dataclass
@@ -82,112 +72,6 @@ class CocoImage:
     # Every annotation of the image is one of the N and has a segmentation: what no mask covers is
     # background (dense supervision trains it as such only then).
     complete: bool = False
-
-
-def _words(value, where: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise CocoFormatError(f"{where} must be a list of strings, got {value!r}")
-    return [" ".join(v.replace("_", " ").split()) for v in value if v.strip()]
-
-
-def _clean(name: str) -> str:
-    """LVIS writes spaces as ``_`` (``traffic_light``); the texts use words."""
-    return " ".join(str(name).replace("_", " ").split())
-
-
-def read_categories(data: dict, path) -> dict:
-    """Category id -> :class:`CategoryNames` from the file's ``categories`` (LVIS synonyms included)."""
-    categories = {}
-    for cat in checked_categories(data, path):
-        name = _clean(cat["name"])
-        synonyms = [s for s in _words(cat.get("synonyms"), f"{path}: category {cat['id']!r} 'synonyms'") if s != name]
-        categories[cat["id"]] = CategoryNames(cat["id"], name, synonyms)
-    return categories
-
-
-def apply_names_file(categories: dict, names_file) -> int:
-    """Update ``categories`` from a names file; returns how many of its entries name unknown ids."""
-    path = Path(names_file)
-    data = read_json(path, "names file")
-    entries = data.get("categories") if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise CocoFormatError(f"names file {path} must be a JSON list of categories (or {{'categories': [...]}})")
-    unknown = 0
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "id" not in entry:
-            raise CocoFormatError(f"names file {path}: entry {index} needs an 'id'")
-        cat = categories.get(entry["id"])
-        if cat is None:
-            unknown += 1
-            continue
-        where = f"names file {path}: category {entry['id']!r}"
-        for key in ("name", "name_zh"):
-            if key in entry and (not isinstance(entry[key], str) or not entry[key].strip()):
-                raise CocoFormatError(f"{where}: {key!r} must be a non-empty string")
-        if "name" in entry:
-            cat.name = _clean(entry["name"])
-        if "synonyms" in entry:
-            cat.synonyms = [s for s in _words(entry["synonyms"], f"{where} 'synonyms'") if s != cat.name]
-        if "name_zh" in entry:
-            cat.name_zh = entry["name_zh"].strip()
-        if "synonyms_zh" in entry:
-            cat.synonyms_zh = [s for s in _words(entry["synonyms_zh"], f"{where} 'synonyms_zh'") if s != cat.name_zh]
-    return unknown
-
-
-def _check_templates(templates, what: str) -> tuple[str, ...]:
-    """Templates as given, or ``"imagenet"``: CLIP's 80 templates, the prompts of the COCO / LVIS evaluation."""
-    if templates == "imagenet":
-        from ..prompts import imagenet_templates
-
-        return imagenet_templates()
-    if isinstance(templates, str):
-        templates = [templates]
-    templates = tuple(templates or ())
-    if not templates:
-        raise CocoFormatError(f"{what} is empty: give at least one template such as '{{}}'")
-    for t in templates:
-        if not isinstance(t, str) or t.count("{}") != 1:
-            raise CocoFormatError(f"{what} entry {t!r} must hold '{{}}' exactly once (where the name goes)")
-    return templates
-
-
-def flip_segmentation(segmentation, image_size: tuple[int, int], axis: int):
-    """A COCO segmentation mirrored left-right (``axis`` 0) or upside down (1) in its image."""
-    if segmentation is None:
-        return None
-    extent = image_size[axis]
-    if isinstance(segmentation, list):
-        return [[extent - v if k % 2 == axis else v for k, v in enumerate(poly)] for poly in segmentation]
-    full = _decode(segmentation)
-    return _encode(full[:, ::-1] if axis == 0 else full[::-1])
-
-
-def crop_segmentation(segmentation, image_size: tuple[int, int], window: tuple[int, int, int, int]):
-    """A COCO segmentation in the pixels of a window (x1, y1, x2, y2) cut out of its image."""
-    if segmentation is None:
-        return None
-    x1, y1, x2, y2 = window
-    if isinstance(segmentation, list):  # polygons: shifted; rasterising clips them to the window
-        return [[v - (x1 if k % 2 == 0 else y1) for k, v in enumerate(poly)] for poly in segmentation]
-    return _encode(_decode(segmentation)[y1:y2, x1:x2])
-
-
-def _decode(rle: dict) -> np.ndarray:
-    """The (H, W) 0/1 mask of a COCO RLE (compressed, or uncompressed with a list of counts)."""
-    from pycocotools import mask as mask_utils
-
-    if isinstance(rle.get("counts"), list):
-        rle = mask_utils.frPyObjects(rle, *rle["size"])
-    return mask_utils.decode(rle)
-
-
-def _encode(mask: np.ndarray) -> dict:
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
 
 
 class CocoRegionDataset(Dataset):
@@ -225,8 +109,8 @@ class CocoRegionDataset(Dataset):
         bad = [lang for lang in self.languages if lang not in LANGUAGES]
         if not self.languages or bad:
             raise CocoFormatError(f"languages must be a non-empty list of {', '.join(LANGUAGES)}; got {list(languages)}")
-        self.templates = {"en": _check_templates(templates, "templates"),
-                          "zh": _check_templates(templates_zh, "templates_zh")}
+        self.templates = {"en": check_templates(templates, "templates"),
+                          "zh": check_templates(templates_zh, "templates_zh")}
         if negatives not in ("random", "confused"):
             raise CocoFormatError(f"negatives must be 'random' or 'confused', got {negatives!r}")
         if negatives == "confused" and checkpoint is None:
@@ -312,7 +196,10 @@ class CocoRegionDataset(Dataset):
         for image_id, anns in tqdm(per_image.items(), desc=f"checking {self.ann_file.name}", disable=not progress,
                                    unit="image", leave=False):
             entry = entries[image_id]
-            path = self.image_root / image_file(entry)
+            path = path_inside(self.image_root, image_file(entry))
+            if path is None:
+                self.counts["outside_image_root"] += 1
+                continue
             if not path.is_file():
                 self.counts["missing_image"] += 1
                 continue

@@ -13,6 +13,8 @@ from mmengine.dist import all_reduce, get_rank, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from ..errors import DatasetError
+
 
 def unwrap(model):
     return model.module if is_model_wrapper(model) else model
@@ -114,7 +116,8 @@ def _datasets(dataset) -> list:
 
 class SkippedImagesHook(Hook):
     """Log what the training data holds and skipped when it was read (once, at the start), and how many
-    unreadable images were skipped in each pass over the data (summed over processes)."""
+    unreadable images were skipped in each pass over the data (summed over processes); stop the run
+    when a pass had no readable image at all (every step trained on nothing)."""
 
     priority = "BELOW_NORMAL"
 
@@ -130,10 +133,16 @@ class SkippedImagesHook(Hook):
     def _report(self, runner, epochs) -> None:
         model = unwrap(runner.model)
         for epoch in sorted(epochs):
-            count = torch.tensor(float(model.skipped_per_epoch.get(epoch, 0)))
-            all_reduce(count)
-            runner.logger.info(f"data pass {epoch}: skipped {int(count)} missing or unreadable image(s)")
+            counts = torch.tensor([float(model.skipped_per_epoch.get(epoch, 0)),
+                                   float(model.used_per_epoch.get(epoch, 0))])
+            all_reduce(counts)
+            skipped, used = int(counts[0]), int(counts[1])
+            runner.logger.info(f"data pass {epoch}: skipped {skipped} missing or unreadable image(s)")
             self._reported.add(epoch)
+            if skipped and not used:
+                # Summed over every process, so all of them stop here, each with this one line.
+                raise DatasetError(f"data pass {epoch}: all {skipped} images read were missing or unreadable, "
+                                   "nothing was trained on; check image_root")
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         epoch = data_batch.get("epoch") if isinstance(data_batch, dict) else None

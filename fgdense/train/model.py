@@ -84,6 +84,7 @@ class FGCLIP2Stage2(BaseModel):
         self.text_intra_topk = text_intra_topk
         self.text_intra_same_threshold = text_intra_same_threshold
         self.skipped_per_epoch: dict[int, int] = defaultdict(int)
+        self.used_per_epoch: dict[int, int] = defaultdict(int)
         self.last_stats: dict[str, float] = {}
         self._freeze(frozen)
         heads = {"short": (), "box": ("boxtext_head",), "long": ("longtext_head",)}
@@ -118,6 +119,7 @@ class FGCLIP2Stage2(BaseModel):
         epoch = batch.get("epoch")
         if epoch is not None:
             self.skipped_per_epoch[int(epoch)] += int(batch.get("skipped", 0))
+            self.used_per_epoch[int(epoch)] += int(batch.get("size") or 0)
         if not batch.get("size"):
             return self._empty_batch_losses()
         return self.losses(batch)

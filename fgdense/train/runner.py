@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from pathlib import Path
 
 import torch
 from mmengine.config import Config
@@ -19,6 +18,9 @@ from mmengine.registry import DATASETS
 from mmengine.runner import Runner
 
 from ..bulk.distributed import join_cpu
+from .checks import check_images_readable, check_run_settings
+from .hooks import unwrap
+from .resume import check_fits
 
 # Top-level settings that fill the (top-level) dataset's fields of the same name, and the default
 # under data_root of each (FineHARD layout).
@@ -63,6 +65,7 @@ def resolve_settings(cfg: Config) -> Config:
             cfg.optim_wrapper.pop("dtype", None)
             cfg.optim_wrapper.pop("loss_scale", None)
         cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
+    check_run_settings(cfg)
     return cfg
 
 
@@ -122,12 +125,15 @@ def _check_model_settings(model_cfg) -> None:
 
 
 def build_train_dataset(cfg: Config):
-    """The training dataset, validated now (every record and box checked, with a progress bar)."""
+    """The training dataset, validated now (every record and box checked, with a progress bar, and a few
+    images read: a dataset of which none can be read is refused)."""
     import fgdense.train  # noqa: F401  (registers the dataset type)
 
     dataset_cfg = dict(cfg.train_dataloader.dataset)
     dataset_cfg.setdefault("progress", os.environ.get("RANK", "0") == "0")
-    return DATASETS.build(dataset_cfg)
+    dataset = DATASETS.build(dataset_cfg)
+    check_images_readable(dataset)
+    return dataset
 
 
 def init_distributed_cpu(launcher: str) -> None:
@@ -142,35 +148,19 @@ _RUNNER_ARGS = ("work_dir", "val_dataloader", "test_dataloader", "train_cfg", "v
                 "data_preprocessor", "load_from", "visualizer", "experiment_name")
 
 
-def check_resume_checkpoint(work_dir) -> Path | None:
-    """The checkpoint ``--resume`` will continue from (None: there is none, the run starts afresh), checked
-    readable first: a checkpoint cut short by a crash would otherwise fail deep inside mmengine."""
-    import zipfile
+class Stage2Runner(Runner):
+    """mmengine's Runner, resuming only from a checkpoint of this model, and never reading a config kept in
+    a checkpoint (mmengine's own ``resume`` would run it as Python)."""
 
-    from mmengine.runner import find_latest_checkpoint
+    def resume(self, filename, *args, **kwargs):
+        check_fits(unwrap(self.model), filename)
+        return super().resume(filename, *args, **kwargs)
 
-    from ..errors import CheckpointError
-
-    latest = find_latest_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
-    if not latest:
-        return None
-    path = Path(latest)
-    problem = None
-    if not path.is_file():
-        problem = "is missing"
-    else:
-        try:
-            with zipfile.ZipFile(path) as archive:  # torch.save writes a zip archive: every member's CRC is checked
-                bad = archive.testzip()
-            if bad is not None:
-                problem = f"is damaged ({bad} fails its checksum)"
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            problem = f"is damaged or cut short ({err})"
-    if problem:
-        named_in = Path(work_dir) / "last_checkpoint"
-        raise CheckpointError(f"cannot resume: the latest checkpoint {path} (named in {named_in}) {problem}; delete "
-                              "it and point last_checkpoint at an earlier one, or start afresh without --resume")
-    return path
+    def load_checkpoint(self, filename, *args, **kwargs):
+        checkpoint = super().load_checkpoint(filename, *args, **kwargs)
+        if isinstance(checkpoint.get("meta"), dict):
+            checkpoint["meta"].pop("config", None)
+        return checkpoint
 
 
 def build_runner(cfg: Config, dataset=None) -> Runner:
@@ -182,13 +172,13 @@ def build_runner(cfg: Config, dataset=None) -> Runner:
     """
     init_distributed_cpu(cfg.get("launcher", "none"))
     if dataset is None:
-        return Runner.from_cfg(cfg)
+        return Stage2Runner.from_cfg(cfg)
     cfg = copy.deepcopy(cfg)
     loader = dict(cfg.train_dataloader)
     loader["dataset"] = dataset
-    return Runner(model=cfg["model"], train_dataloader=loader, **{k: cfg.get(k) for k in _RUNNER_ARGS},
-                  resume=cfg.get("resume", False), launcher=cfg.get("launcher", "none"),
-                  env_cfg=cfg.get("env_cfg", dict(dist_cfg=dict(backend="nccl"))),
-                  log_processor=cfg.get("log_processor"), log_level=cfg.get("log_level", "INFO"),
-                  default_scope=cfg.get("default_scope", "mmengine"),
-                  randomness=cfg.get("randomness", dict(seed=None)), cfg=cfg)
+    return Stage2Runner(model=cfg["model"], train_dataloader=loader, **{k: cfg.get(k) for k in _RUNNER_ARGS},
+                        resume=cfg.get("resume", False), launcher=cfg.get("launcher", "none"),
+                        env_cfg=cfg.get("env_cfg", dict(dist_cfg=dict(backend="nccl"))),
+                        log_processor=cfg.get("log_processor"), log_level=cfg.get("log_level", "INFO"),
+                        default_scope=cfg.get("default_scope", "mmengine"),
+                        randomness=cfg.get("randomness", dict(seed=None)), cfg=cfg)
