@@ -35,8 +35,10 @@ _CONTENT_PATTERNS = ("config.json", "*.safetensors", "*.safetensors.index.json",
                      "*.model", "preprocessor_config.json")
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A local folder for ``name_or_path``: the folder itself, or a hub id downloaded to the cache."""
+def local_checkpoint(name_or_path: str | os.PathLike) -> Path | None:
+    """The local folder ``name_or_path`` names, None for a model-hub id (not looked up here), or a
+    :class:`CheckpointError` for a path that is no folder. Touches the disk only: tools check ``--model``
+    with it before anything heavy loads."""
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -45,7 +47,13 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{text} is a file; pass the checkpoint folder that holds config.json")
     if not _HUB_ID.match(text) or text.startswith((".", "/", "~")):
         raise CheckpointError(f"checkpoint folder {text} does not exist")
-    return _download(text)
+    return None
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A local folder for ``name_or_path``: the folder itself, or a hub id downloaded to the cache."""
+    folder = local_checkpoint(name_or_path)
+    return folder if folder is not None else _download(os.fspath(name_or_path))
 
 
 def _download(repo_id: str) -> Path:

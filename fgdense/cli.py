@@ -222,19 +222,24 @@ def max_patches_setting(text: str):
         return "auto"
     if text == "checkpoint":
         return None
-    from .config import check_budget
+    from .defaults import check_budget
 
     return check_budget(text, "--max-patches")
 
 
 def threshold_setting(text: str):
     """``--threshold`` as a segmentation setting: "auto", None ("none") or a finite cosine."""
-    from .segment import check_threshold
+    import math
 
+    if text in ("auto", "none"):
+        return None if text == "none" else text
     try:
-        return check_threshold(text)
-    except FGDenseError:
-        raise FGDenseError(f"--threshold must be auto, none or a finite number, got {text!r}") from None
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise FGDenseError(f"--threshold must be auto, none or a finite number, got {text!r}")
+    return value
 
 
 @contextlib.contextmanager
@@ -254,8 +259,14 @@ def output_folder(path):
         raise
 
 
-def device_of(name: str):
-    """``--device`` checked on this machine (a one-line error if it cannot be used)."""
+def device_of(name: str, model=None):
+    """``--device`` checked on this machine (a one-line error if it cannot be used). The tools call it
+    once their inputs are checked and before anything heavy loads, so ``model`` (``--model``) is checked
+    here first: a local folder that does not exist answers at once (a hub id is looked up when it loads)."""
+    if model is not None:
+        from .checkpoint import local_checkpoint
+
+        local_checkpoint(model)
     from .devices import resolve_device
 
     return resolve_device(name)

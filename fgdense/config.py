@@ -21,7 +21,7 @@ from typing import Any
 from transformers import PreTrainedConfig, Siglip2TextConfig, Siglip2VisionConfig
 from transformers.activations import ACT2FN
 
-from .errors import CheckpointError, FGDenseError
+from .errors import CheckpointError
 from .jsontext import read_json_file
 
 # ----------------------------------------------------------------------------------------- text
@@ -38,26 +38,10 @@ def check_walk_type(walk_type: str) -> str:
 
 
 # -------------------------------------------------------------------------------------- images
-MAX_PATCHES = 16384  # the largest budget fgdense runs: FG-CLIP 2's dense demo, 2048x2048 pixels at patch 16
-GPU_DEFAULT_PATCHES = 16384
-CPU_DEFAULT_PATCHES = 1024  # seconds, not minutes, per image on a laptop CPU
+# The budgets and their check live in fgdense.defaults (light: the tools check --max-patches before torch
+# loads); they are part of this module's interface too.
+from .defaults import CPU_DEFAULT_PATCHES, GPU_DEFAULT_PATCHES, MAX_PATCHES, check_budget  # noqa: E402,F401
 
-
-def check_budget(value, what: str = "max_num_patches") -> int:
-    """A patch budget as an int from 1 to :data:`MAX_PATCHES`, or :class:`FGDenseError` naming it.
-
-    Bounded above because a budget is work: attention over N patches is N^2, and 10^8 patches would
-    exhaust any machine's memory long before it finished.
-    """
-    try:
-        budget = int(value)
-        valid = budget == float(value) and not isinstance(value, bool)
-    except (TypeError, ValueError, OverflowError):
-        valid = False
-    if not valid or not 1 <= budget <= MAX_PATCHES:
-        raise FGDenseError(f"{what} must be a whole number from 1 to {MAX_PATCHES} (2048x2048 pixels at patch 16), "
-                           f"got {value!r}")
-    return budget
 
 # ------------------------------------------------------------------------------- architectures
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,30 @@ and the demo's Label boxes tab. Light on purpose: the tools read it before torch
 
 from __future__ import annotations
 
+from .errors import FGDenseError
+
+MAX_PATCHES = 16384  # the largest budget fgdense runs: FG-CLIP 2's dense demo, 2048x2048 pixels at patch 16
+GPU_DEFAULT_PATCHES = 16384
+CPU_DEFAULT_PATCHES = 1024  # seconds, not minutes, per image on a laptop CPU
+
+
+def check_budget(value, what: str = "max_num_patches") -> int:
+    """A patch budget as an int from 1 to :data:`MAX_PATCHES`, or :class:`FGDenseError` naming it.
+
+    Bounded above because a budget is work: attention over N patches is N^2, and 10^8 patches would
+    exhaust any machine's memory long before it finished.
+    """
+    try:
+        budget = int(value)
+        valid = budget == float(value) and not isinstance(value, bool)
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid or not 1 <= budget <= MAX_PATCHES:
+        raise FGDenseError(f"{what} must be a whole number from 1 to {MAX_PATCHES} (2048x2048 pixels at patch 16), "
+                           f"got {value!r}")
+    return budget
+
+
 DENSE_MAX_PATCHES = "auto"  # Segmenter, tools/segment.py, the demo's Segment tab
 REGION_MAX_PATCHES = None  # BoxClassifier, MaskClassifier, Grounder, their tools, the demo's boxes and Ground tabs
 
@@ -20,4 +44,5 @@ def max_patches_flag(value) -> str:
     return "checkpoint" if value is None else str(value)
 
 
-__all__ = ["DENSE_MAX_PATCHES", "REGION_MAX_PATCHES", "max_patches_flag"]
+__all__ = ["CPU_DEFAULT_PATCHES", "DENSE_MAX_PATCHES", "GPU_DEFAULT_PATCHES", "MAX_PATCHES", "REGION_MAX_PATCHES",
+           "check_budget", "max_patches_flag"]

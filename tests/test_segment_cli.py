@@ -127,7 +127,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, monkeypatch, caps
     (tmp_path / "afile").write_text("x")
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    code = load_tool().main(argv + ["--model", "never-loaded"])
+    code = load_tool().main(argv + ["--model", "nobody/never-loaded"])  # a hub id: looked up only when it loads
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

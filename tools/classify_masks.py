@@ -74,17 +74,20 @@ def read_masks(path: Path):
 
 def check_args(args):
     """Every user mistake, found before the model loads and before anything is written."""
-    from fgdense.classify_masks import as_masks
     from fgdense.errors import FGDenseError
     from fgdense.io.files import check_output_folder, check_outputs
     from fgdense.io.fonts import choose_font
     from fgdense.io.inputs import tool_labels
-    from fgdense.processing.image import load_image
+    from fgdense.io.sources import check_image_argument
 
     labels = tool_labels(args.labels, args.labels_file)
     if args.top_k < 1:
         raise FGDenseError("--top-k must be at least 1")
     budget = cli.max_patches_setting(args.max_patches)
+    check_image_argument(args.image)  # before torch and transformers load: decoding the image needs them
+    from fgdense.classify_masks import as_masks
+    from fgdense.processing.image import load_image
+
     image = load_image(args.image)
     masks, _ = as_masks(read_masks(Path(args.masks)), (image.height, image.width), f"masks file {args.masks}")
     out = check_output_folder(args.out)
@@ -100,7 +103,7 @@ def check_args(args):
 def work(argv) -> int:
     args = parse_args(argv)
     labels, budget, image, masks, paths, font = check_args(args)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
 
     from fgdense.classify_masks import MaskClassifier
     from fgdense.io.outputs import header, write_mask_classification

@@ -75,7 +75,7 @@ def work(argv) -> int:
         from fgdense.io.fonts import choose_font
 
         choose_font([], args.font, warn=False)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
     from fgdense.demo.workdir import WorkDir
 
     # The demo's own folder, made before gradio is imported: gradio fixes some of its temporary folders

@@ -69,7 +69,7 @@ def check_args(args):
 def work(argv) -> int:
     args = parse_args(argv)
     out, report_path, plot_path = check_args(args)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
 
     from fgdense.bulk.distributed import join, leave
     from fgdense.classify import BoxClassifier

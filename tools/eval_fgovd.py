@@ -34,7 +34,7 @@ def work(argv) -> int:
 
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"annotation file": args.ann})
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
     from fgdense.classify import BoxClassifier
     from fgdense.evaluation.fgovd import evaluate_fgovd, format_fgovd_report, load_fgovd
 

@@ -53,7 +53,7 @@ def check_args(args):
 def work(argv) -> int:
     args = parse_args(argv)
     out, report_path = check_args(args)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
 
     from fgdense.bulk.distributed import join, leave
     from fgdense.evaluation import evaluate_grounding, format_grounding_report, load_boxclass_dataset

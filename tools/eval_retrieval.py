@@ -52,13 +52,13 @@ def work(argv) -> int:
         check_outputs({"plot": out / "plot.png"}, {"annotation file": args.ann, "font": args.font}, folders=False)
         if args.font:
             choose_font([], args.font, warn=False)  # a font that is not there or not a font: one line now
-    device = cli.device_of(args.device)
-    from fgdense.embed import Embedder
-    from fgdense.evaluation.retrieval import evaluate_retrieval, format_retrieval_report
     from fgdense.evaluation.retrieval_data import load_retrieval_set, protocol_named
 
     protocol = protocol_named(args.protocol)
-    data = load_retrieval_set(args.ann, protocol)  # a malformed file is one line before the model loads
+    data = load_retrieval_set(args.ann, protocol)  # a malformed file is one line before torch loads
+    device = cli.device_of(args.device, args.model)
+    from fgdense.embed import Embedder
+    from fgdense.evaluation.retrieval import evaluate_retrieval, format_retrieval_report
     with joined(device) as (device, ranks):
         embedder = Embedder.from_pretrained(args.model, device=device, precision=args.precision,
                                             text_mask=args.text_mask, max_num_patches=args.max_patches,

@@ -54,7 +54,7 @@ def parse_args(argv):
 
 def load_dataset(args):
     from fgdense.errors import DatasetError
-    from fgdense.evaluation.segmentation import CocoDataset, FolderDataset
+    from fgdense.evaluation.segmentation_data import CocoDataset, FolderDataset
 
     if args.masks:
         if not args.classes:
@@ -93,9 +93,9 @@ def check_args(args):
 
 def work(argv) -> int:
     args = parse_args(argv)
+    dataset = load_dataset(args)  # read and checked before torch loads (check_args's settings need it)
     settings, out, report_path, plot_path = check_args(args)
-    dataset = load_dataset(args)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
 
     import dataclasses
 

@@ -38,7 +38,7 @@ def work(argv) -> int:
 
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"class names file": args.classnames, "templates file": args.templates})
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
     from fgdense.embed import Embedder
     from fgdense.evaluation.zeroshot import evaluate_zeroshot, format_zeroshot_report, read_lines
 

@@ -43,15 +43,12 @@ def check_args(args):
     """Every user mistake, found before the model loads and before anything is written."""
     from fgdense.bulk.command import box_sources, plan
     from fgdense.io.box_pictures import short_caption
-    from fgdense.ground import Grounder
     from fgdense.io.files import check_output_folder
     from fgdense.io.fonts import choose_font
     from fgdense.labels import check_phrases
 
     phrases = check_phrases(args.phrases)
-    settings = Grounder.Settings(proposal_threshold=args.proposal_threshold, max_proposals=args.max_proposals,
-                                 max_num_patches=cli.max_patches_setting(args.max_patches),
-                                 precision=args.precision, text_mask=args.text_mask)
+    budget = cli.max_patches_setting(args.max_patches)
     workers = cli.workers_setting(args.workers)
     sources, _ = box_sources(args.images, args.boxes)
     out = check_output_folder(args.out)
@@ -59,13 +56,17 @@ def check_args(args):
                    batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet,
                    also={"boxes file": args.boxes})
     font = None if args.no_png else choose_font([short_caption(p) for p in phrases], args.font)
+    from fgdense.ground import Grounder  # torch: once every input above is known to be right
+
+    settings = Grounder.Settings(proposal_threshold=args.proposal_threshold, max_proposals=args.max_proposals,
+                                 max_num_patches=budget, precision=args.precision, text_mask=args.text_mask)
     return phrases, settings, sources, font, options
 
 
 def work(argv) -> int:
     args = parse_args(argv)
     phrases, settings, sources, font, options = check_args(args)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
 
     from fgdense.bulk.command import execute
     from fgdense.bulk.jobs import GroundJob

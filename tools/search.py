@@ -59,7 +59,7 @@ def build(argv) -> int:
     sources = Sources(args.images)
     options = plan(sources, out / "parts", "index", False, workers=cli.workers_setting(args.workers),
                    batch_size=cli.check_batch_size(args.batch_size), overwrite=args.overwrite, progress=not args.quiet)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
     from fgdense.dense import resolve_budget
     from fgdense.embed import Embedder
     from fgdense.search import IndexJob, compile_index
@@ -96,7 +96,7 @@ def answer(argv) -> int:
     index_files = {name: Path(args.index) / name for name in ("images.npy", "regions.npy", "index.json")}
     check_outputs({"results": results, "sheet": sheet}, index_files, folders=False)
     font = choose_font([args.text], args.font)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
     from fgdense.checkpoint import fingerprint, resolve_checkpoint
     from fgdense.embed import Embedder
     from fgdense.io.files import write_all, write_picture, write_text

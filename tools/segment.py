@@ -76,7 +76,7 @@ def check_args(args):
 def work(argv) -> int:
     args = parse_args(argv)
     labels, budget, threshold, sources, font, options = check_args(args)
-    device = cli.device_of(args.device)
+    device = cli.device_of(args.device, args.model)
 
     from fgdense.bulk.command import execute
     from fgdense.bulk.jobs import SegmentJob

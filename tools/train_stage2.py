@@ -34,6 +34,10 @@ def parse_args(argv=None):
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
                         help="'pytorch' under torchrun for several processes")
     args = parser.parse_args(argv)
+    if not Path(args.config).is_file():  # before mmengine and torch load: a mistyped path answers at once
+        from fgdense.errors import FGDenseError
+
+        raise FGDenseError(f"config {args.config} does not exist")
     # KEY=VALUE pairs read as mmengine reads them; imported only now, so that --help answers at once.
     from mmengine.config import DictAction
 
@@ -52,8 +56,6 @@ def work(argv) -> int:
     from fgdense.train.resume import check_resume_checkpoint
     from fgdense.train.runner import build_runner, build_train_dataset, resolve_settings
 
-    if not Path(args.config).is_file():
-        return fail(f"config {args.config} does not exist")
     try:
         cfg = Config.fromfile(args.config)
         cfg.merge_from_dict(args.cfg_options)

@@ -12,10 +12,9 @@ from pathlib import Path
 from ..errors import FGDenseError, OutputError
 from ..io.files import check_outputs
 from ..io.sources import Sources
-from .distributed import join, leave
+from ..io.output_names import output_suffixes
 from .folder import reserved_names
-from .jobs import output_suffixes
-from .runner import RunOptions, run
+from .options import RunOptions
 
 
 def _json_path(value, flag: str) -> Path | None:
@@ -31,12 +30,13 @@ def box_sources(images, boxes_file) -> tuple[Sources, list | None]:
     """The tools' inputs, and the boxes of ``--boxes FILE`` (one image) given to them: read and checked
     against the image now, before any model work, as every other input is. None without a boxes file."""
     from ..io.inputs import read_boxes_file
-    from ..model.boxes import validate_boxes
-    from ..processing.image import load_image
 
     sources = Sources(images)
     if not boxes_file:
         return sources, None
+    from ..model.boxes import validate_boxes  # torch and transformers: once the inputs exist
+    from ..processing.image import load_image
+
     boxes = read_boxes_file(boxes_file)
     sources.give_boxes(boxes)
     image = load_image(images[0])
@@ -72,6 +72,8 @@ def execute(make_job, sources: Sources, options: RunOptions, device, status=None
     """Join ``torchrun``'s processes (if any), build the job on this process's device with
     ``make_job(device)``, run it; returns (summary, ranks). The output folder is created here."""
     from ..checkpoint import fingerprint
+    from .distributed import join, leave  # torch: only once the arguments are known to be right
+    from .runner import run
 
     device, ranks = join(device)
     created = not options.out.exists()

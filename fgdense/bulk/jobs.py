@@ -27,21 +27,14 @@ import numpy as np
 from ..dense import ProcessedImage, process_image
 from ..devices import auto_precision
 from ..errors import BoxError, ImageLoadError
-from ..io.outputs import (RUN_KEY, header, segmentation_paths, write_box_classification, write_grounding,
+from ..io.output_names import output_suffixes
+from ..io.outputs import (RUN_KEY, header, write_box_classification, write_grounding,
                           write_segmentation)
 from ..io.sources import Item
 from ..model.boxes import validate_boxes
 from ..processing.image import load_image
 
 _HEAD_BYTES = 4096  # the run hash is the JSON's first entry: this much of the file always holds it
-
-
-def output_suffixes(kind: str, pictures: bool = True) -> tuple[str, ...]:
-    """What follows an image's output name in its files: segmentation's four (two without pictures), or
-    the box tools' JSON and picture."""
-    if kind == "segment":
-        return tuple(p.name for p in segmentation_paths(Path(), "", pictures).values())
-    return (".json", ".png") if pictures else (".json",)
 
 
 def file_stamp(path) -> str:

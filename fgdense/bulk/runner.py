@@ -23,7 +23,6 @@ import signal
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from . import coco as coco_file
 from .distributed import Ranks, gather
 from .folder import FolderLock, note_reserved
 from .jobs import Job, Prepared, Preparer, outputs_complete, run_hash
+from .options import RunOptions
 from .summary import ShareCounts, bad_list_path, describe, merge, write_bad_list
 from .workers import check_workers, die_with_parent
 
@@ -43,28 +43,6 @@ from .workers import check_workers, die_with_parent
 # used by two threads at once.
 WRITE_THREADS = 1
 WRITE_QUEUE = 2  # results waiting for the writer before the model waits for it
-
-
-@dataclass
-class RunOptions:
-    """How a bulk run goes: ``out`` folder; ``workers`` decoding processes (0: decode in this process);
-    ``batch_size`` images and ``max_batch_tokens`` patches per model pass at most; ``overwrite`` redoes
-    images whose outputs are complete; ``coco`` the COCO results file to write (or None); ``summary`` a
-    JSON file for the run's summary (or None); ``total`` the number of items in the run (for progress);
-    ``reserved`` file names in ``out`` no image output may take; ``inputs`` the files the run reads besides
-    its images (manifests), which its own files never write over."""
-
-    out: Path
-    workers: int = 0
-    batch_size: int = 8
-    max_batch_tokens: int = 16384
-    overwrite: bool = False
-    coco: Path | None = None
-    summary: Path | None = None
-    progress: bool = True
-    total: int | None = None
-    reserved: tuple[str, ...] = ()
-    inputs: tuple[Path, ...] = ()
 
 
 class Batcher:

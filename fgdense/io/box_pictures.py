@@ -13,7 +13,6 @@ import numpy as np
 import supervision as sv
 from PIL import Image, ImageDraw
 
-from ..processing.image import load_image
 from .fonts import lettering_for
 from .segment_pictures import MAX_LABEL_COLOURS, label_colours, text_colour_on, wrap_text
 
@@ -55,6 +54,8 @@ def draw_boxes(image, detections: sv.Detections, labels: Sequence[str], font=Non
     labels = [str(label) for label in labels]
     if len(labels) != len(detections):
         raise ValueError(f"need one label per box: {len(detections)} boxes, {len(labels)} labels")
+    from ..processing.image import load_image  # transformers: imported when a picture is drawn, not before
+
     scene = load_image(image).copy()
     if len(detections) == 0:
         return scene

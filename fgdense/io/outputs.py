@@ -18,6 +18,7 @@ from PIL import Image
 from ..segment import SegmentationResult
 from .box_pictures import draw_boxes, score_labels, short_caption
 from .files import json_text, write_all, write_picture, write_text
+from .output_names import result_paths, segmentation_paths
 from .segment_pictures import heatmap_grid, label_map_image, masks_overlay, overlay, score_maps_grid
 
 SEGMENTATION_OUTPUTS = ("overlay", "heatmaps", "label_map", "json")
@@ -30,27 +31,6 @@ def header(image_name, image: Image.Image, task, model_name: str, run: str | Non
     head = {} if run is None else {RUN_KEY: run}
     settings = {"model": str(model_name), **task.settings_json(**overrides)}
     return {**head, "image": str(image_name), "image_size_hw": [image.height, image.width], "settings": settings}
-
-
-def segmentation_paths(out_dir, stem: str, pictures: bool = True) -> dict[str, Path]:
-    """Where one image's segmentation outputs go: ``NAME_overlay.png``, ``NAME_heatmaps.png``,
-    ``NAME_labels.png`` and ``NAME.json`` (the JSON only without pictures)."""
-    out = Path(out_dir)
-    paths = {"overlay": out / f"{stem}_overlay.png", "heatmaps": out / f"{stem}_heatmaps.png",
-             "label_map": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}
-    return paths if pictures else {"label_map": paths["label_map"], "json": paths["json"]}
-
-
-def result_paths(out_dir, stem: str, pictures: bool = True, heatmaps: bool = False) -> dict[str, Path]:
-    """Where a box, grounding or mask result goes: ``NAME.json``, ``NAME.png`` (the picture) and, for
-    grounding's phrase heatmaps when asked, ``NAME_heatmaps.png``."""
-    out = Path(out_dir)
-    paths = {"json": out / f"{stem}.json"}
-    if pictures:
-        paths["picture"] = out / f"{stem}.png"
-        if heatmaps:
-            paths["heatmaps"] = out / f"{stem}_heatmaps.png"
-    return paths
 
 
 def write_segmentation(image: Image.Image, result: SegmentationResult, out_dir, stem: str, head: dict | None = None,

@@ -13,8 +13,12 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..segment import BACKGROUND, SegmentationResult
+from typing import TYPE_CHECKING
+
 from .fonts import lettering_for
+
+if TYPE_CHECKING:  # the pictures take results; importing fgdense.segment here would load torch for the tools' checks
+    from ..segment import SegmentationResult
 
 # Tableau 20 (saturated ones first): the first 20 label colours, so pictures with few labels keep their look.
 PALETTE = np.array([
@@ -108,6 +112,8 @@ def overlay(image: Image.Image, result: SegmentationResult, alpha: float = 0.5, 
     """
     import cv2
 
+    from ..segment import BACKGROUND
+
     base = np.asarray(image.convert("RGB"), np.float32)
     colours = label_colours(max(1, len(result.labels))).astype(np.float32)
     tinted = base.copy()
@@ -130,6 +136,8 @@ def _with_legend(picture: Image.Image, result: SegmentationResult, font) -> Imag
     sizes, and flow into a further column when a column would be taller than the picture (or than 20
     lines, for a tiny picture), so many or long labels widen the legend instead of stretching it down.
     """
+    from ..segment import BACKGROUND
+
     height = picture.height
     size = int(np.clip(round(height / 30), *LEGEND_FONT_SIZE))
     lettering = lettering_for(font, result.labels)
@@ -231,6 +239,8 @@ def heatmap_grid(image: Image.Image, result: SegmentationResult, columns: int | 
 def score_maps_grid(image: Image.Image, names, maps, font=None, panel: int = 320) -> Image.Image:
     """:func:`heatmap_grid` of bare score maps (K, H, W) titled ``names`` (grounding's phrase heatmaps, the
     dense explorer's similarities)."""
+    from ..segment import BACKGROUND, SegmentationResult
+
     maps = np.asarray(maps, np.float32)
     empty = np.full(maps.shape[1:], BACKGROUND, np.int32)  # no label map: every pixel background
     return heatmap_grid(image, SegmentationResult(list(names), maps, empty), panel=panel, font=font)
@@ -239,6 +249,8 @@ def score_maps_grid(image: Image.Image, names, maps, font=None, panel: int = 320
 def masks_overlay(image: Image.Image, result, font=None) -> Image.Image:
     """A mask classification drawn: every mask tinted in its best label's colour (later masks over
     earlier ones), with the segmentation overlay's legend."""
+    from ..segment import BACKGROUND, SegmentationResult
+
     label_map = np.full(result.masks.shape[1:], BACKGROUND, np.int32)
     for mask, row in zip(result.masks, result.top_k):
         label_map[mask] = row[0]

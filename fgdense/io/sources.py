@@ -214,6 +214,17 @@ def shard(items: Iterable[Item], rank: int, world: int) -> Iterator[Item]:
 
 
 # ------------------------------------------------------------------------------------------ arguments
+def check_image_argument(path) -> Path:
+    """One image file named as an argument, checked without decoding it: a path that does not exist, a
+    broken link, a folder or a pipe is an :class:`ImageLoadError` naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageLoadError(f"image {path} is a folder, not an image file")
+    if _check_argument(path) != "image":
+        raise ImageLoadError(f"{path} is not an image file")
+    return path
+
+
 def _check_argument(path: Path) -> str:
     """"image", "folder" or "manifest", or :class:`ImageLoadError` naming what is wrong."""
     if not path.exists():
