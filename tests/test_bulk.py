@@ -300,3 +300,40 @@ def test_the_coco_file_holds_only_this_runs_outputs(tmp_path, tiny_checkpoint):
     coco = json.loads((tmp_path / "run.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == [str(images[0])]
     assert [c["name"] for c in coco["categories"]] == ["car", "bus"] and len(coco["annotations"]) == 1
+
+
+def test_ctrl_c_anywhere_in_the_main_thread_counts_every_finished_image_once(tmp_path, tiny_checkpoint, monkeypatch):
+    """The line Ctrl-C prints says how many images are finished: it must equal the images whose files are
+    complete, even when the interrupt lands right after the writer finished one and before the main thread
+    took note (here: in the middle of collecting the third write)."""
+    import concurrent.futures
+
+    from fgdense.bulk.jobs import SegmentJob
+    from fgdense.bulk.runner import RunOptions, run
+    from fgdense.cli import Status
+    from fgdense.io.sources import Sources
+    from fgdense.segment import Segmenter
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k in range(6):
+        Image.new("RGB", (64, 48), (40 * k, 10, 10)).save(folder / f"p{k}.png")
+    segmenter = Segmenter.from_pretrained(tiny_checkpoint, max_num_patches=16, threshold=None)
+    job = SegmentJob(segmenter, tmp_path / "out", ["red"], pictures=False, cap=16)
+    (tmp_path / "out").mkdir()
+    real_result, calls = concurrent.futures.Future.result, []
+
+    def interrupted_result(self, timeout=None):
+        value = real_result(self, timeout)  # the write is complete on disk
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return value
+
+    monkeypatch.setattr(concurrent.futures.Future, "result", interrupted_result)
+    status = Status()
+    with pytest.raises(KeyboardInterrupt):
+        run(job, Sources([folder]), RunOptions(out=tmp_path / "out", batch_size=1, total=6, progress=False),
+            status=status)
+    complete = len(list((tmp_path / "out").glob("p*.json")))
+    assert complete >= 3 and status.done == complete

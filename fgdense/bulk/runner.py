@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -116,20 +117,28 @@ class _Share:
         self.job, self.share, self.bar, self.status = job, share, bar, status
         self.writer = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="fgdense-writer")
         self.queue: deque = deque()
+        self._counting = threading.Lock()  # the writer thread and this one both count finished images
 
     def bad(self, item, reason: str, detail: str) -> None:
         self.share.add_bad(item, reason, detail)
         self.job.note_bad(item, reason, detail)
 
-    def finished(self, count: int = 1) -> None:
-        if self.status is not None:
-            self.status.done += count
-        self.bar.update(count)
+    def finished(self, count: int = 1, shown: bool = True) -> None:
+        with self._counting:
+            if self.status is not None:
+                self.status.done += count
+        if shown:
+            self.bar.update(count)
 
     def _timed_write(self, prepared, result) -> None:
         start = time.perf_counter()
         self.job.write(prepared, result)
         self.share.seconds["write"] += time.perf_counter() - start
+        # Counted here, in the writer, the moment the image's files are complete: a Ctrl-C lands in the
+        # main thread, wherever it lands there the line it prints counts this image exactly once.
+        with self._counting:
+            self.share.written += 1
+        self.finished(shown=False)
 
     def collect(self, block: bool) -> None:
         while self.queue and (block or len(self.queue) > WRITE_QUEUE or self.queue[0][1].done()):
@@ -143,7 +152,8 @@ class _Share:
             except Exception as err:  # noqa: BLE001  one image the pictures or files fail on is a bad file
                 self.bad(prepared.item, "write_failed", f"{type(err).__name__}: {err}")
             else:
-                self.share.written += 1
+                self.bar.update(1)  # written and counted by the writer (_timed_write)
+                continue
             self.finished()
 
     def compute(self, group: list[Prepared]) -> None:
@@ -177,13 +187,9 @@ class _Share:
                 self.compute(group)
 
     def stop(self) -> None:
-        """On a stop, the write under way finishes (it is all-or-nothing anyway); queued ones are dropped,
-        and those that finished are counted, so the line an interruption prints is exact."""
+        """On a stop, the write under way finishes (it is all-or-nothing anyway) and queued ones are
+        dropped; every finished write counted itself, so the line an interruption prints is exact."""
         self.writer.shutdown(wait=True, cancel_futures=True)
-        for _, future in self.queue:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self.share.written += 1
-                self.finished()
         self.queue.clear()
         self.bar.close()
 
