@@ -168,3 +168,18 @@ def test_one_tokenizer_loader():
     assert loading <= {"fgdense/processing/text.py", "fgdense/tiny.py"}, loading
     calling = {str(p.relative_to(root)) for p in files if "load_tokenizer(" in p.read_text(encoding="utf-8")}
     assert calling == {"fgdense/processing/text.py", "fgdense/processing/processor.py"}, calling
+
+
+def test_modules_and_functions_stay_small():
+    """Small modules named for what they do, small functions: no module of the package or a tool over 400
+    lines, no function over 80 (a review found five engines and 600-line modules grown past this)."""
+    root = PACKAGE.parent
+    files = FILES + sorted((root / "tools").glob("*.py"))
+    long_modules = {str(p.relative_to(root)): n for p in files
+                    if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert not long_modules
+    long_functions = [f"{p.relative_to(root)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                      for p in files for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.end_lineno - node.lineno + 1 > 80]
+    assert not long_functions
