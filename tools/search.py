@@ -29,6 +29,8 @@ def index_args(argv):
     parser.add_argument("images", nargs="+", help="folders, images, or manifests (.txt; .jsonl with boxes)")
     parser.add_argument("--regions", action="store_true", help="also index region embeddings of boxes (a JSONL "
                         "manifest's, else grid proposals)")
+    parser.add_argument("--faiss", choices=["flat", "ivfpq"], help="also build a FAISS index of the vectors (needs "
+                        "faiss-cpu): flat = exact, ivfpq = approximate and compressed, for millions of rows")
     cli.run_flags(parser)
     args = parser.parse_args(argv)
     if not args.out:
@@ -45,6 +47,8 @@ def query_args(argv):
     parser.add_argument("--model", help="checkpoint (default: the one the index was built with)")
     parser.add_argument("--top-k", type=int, default=10, help="how many results (default 10)")
     parser.add_argument("--regions", action="store_true", help="return boxes (the index must hold regions)")
+    parser.add_argument("--backend", choices=["numpy", "faiss"], default="numpy",
+                        help="numpy: exact, every row scored (default); faiss: the index's FAISS index (--faiss)")
     return parser.parse_args(argv)
 
 
@@ -55,6 +59,10 @@ def build(argv) -> int:
     from fgdense.io.sources import Sources
 
     budget = cli.max_patches_setting(args.max_patches)
+    if args.faiss:
+        from fgdense.search.vector_library import faiss_module
+
+        faiss_module()  # not installed: one line now, not after the whole collection is embedded
     out = check_output_folder(args.out)
     sources = Sources(args.images)
     options = plan(sources, out / "parts", "index", False, workers=cli.workers_setting(args.workers),
@@ -78,6 +86,15 @@ def build(argv) -> int:
         model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # usable from anywhere
         meta = compile_index(made[0], sources, out, model)
         print(f"index: {len(meta['images'])} image(s), {len(meta['regions'])} region(s) in {out}")
+        from fgdense.search import SearchIndex
+        from fgdense.search.vector_library import FILES, build_faiss
+
+        if args.faiss:
+            built = build_faiss(SearchIndex.open(out), args.faiss)
+            print(f"FAISS ({args.faiss}): {', '.join(str(p) for p in built)}")
+        else:  # a FAISS index of an earlier build no longer matches these arrays
+            for name in FILES.values():
+                (out / name).unlink(missing_ok=True)
     return cli.bulk_ending(summary, ranks, options.out)
 
 
@@ -108,10 +125,11 @@ def answer(argv) -> int:
         raise FGDenseError(f"{model} is not the checkpoint {args.index} was built with ({index.meta['model']}); "
                            "its embeddings would not compare")
     embedder = Embedder.from_pretrained(model, device=device, text_mask=args.text_mask, precision=args.precision)
-    hits = search(embedder, index, args.text, args.top_k, args.regions)
+    hits = search(embedder, index, args.text, args.top_k, args.regions, backend=args.backend)
     import json
 
-    payload = {"query": args.text, "regions": args.regions, "index": str(args.index), "results": hits}
+    payload = {"query": args.text, "regions": args.regions, "index": str(args.index), "backend": args.backend,
+               "results": hits}
     out.mkdir(parents=True, exist_ok=True)
     write_all([(results, write_text(json.dumps(payload, ensure_ascii=False, indent=2))),
                (sheet, write_picture(contact_sheet(args.text, hits, font)))])

@@ -63,13 +63,26 @@ def top_k(vectors: np.ndarray, query: np.ndarray, k: int, score=None) -> tuple[n
     return best_rows, best_scores
 
 
-def search(embedder: Embedder, index: SearchIndex, query: str, k: int = 10, regions: bool = False) -> list[dict]:
-    """The k images (or, with ``regions``, boxes) that fit ``query`` best, best first, JSON-ready."""
+def _ranked(index: SearchIndex, name: str, query: np.ndarray, k: int, score, backend: str):
+    if backend == "faiss":
+        from .vector_library import faiss_top_k
+
+        return faiss_top_k(index, name, query, k, score)
+    if backend != "numpy":
+        raise DatasetError(f"unknown search backend {backend!r}; use numpy or faiss")
+    return top_k(getattr(index, name), query, k, score)
+
+
+def search(embedder: Embedder, index: SearchIndex, query: str, k: int = 10, regions: bool = False,
+           backend: str = "numpy") -> list[dict]:
+    """The k images (or, with ``regions``, boxes) that fit ``query`` best, best first, JSON-ready.
+    ``backend``: ``numpy`` (exact, the arrays memory-mapped) or ``faiss`` (the index's FAISS index,
+    :mod:`fgdense.search.vector_library`)."""
     if regions and not len(index.regions):
         raise DatasetError(f"the index in {index.folder} holds no regions (build it with --regions)")
     if regions:
         text = embedder.embed_texts([query], walk_type="box").vectors[0]
-        rows, scores = top_k(index.regions, text, k)
+        rows, scores = _ranked(index, "regions", text, k, None, backend)
         found = []
         for row, score in zip(rows.tolist(), scores.tolist()):
             region = index.meta["regions"][row]
@@ -77,7 +90,7 @@ def search(embedder: Embedder, index: SearchIndex, query: str, k: int = 10, regi
             found.append({"image": image["path"], "xyxy": region["xyxy"], "cosine": round(float(score), 6)})
         return found
     text = embedder.embed_texts([query], walk_type="short").vectors
-    rows, scores = top_k(index.images, text[0], k, lambda cos: sigmoid_of_cosine(embedder.model, cos))
+    rows, scores = _ranked(index, "images", text[0], k, lambda cos: sigmoid_of_cosine(embedder.model, cos), backend)
     return [{"image": index.meta["images"][row]["path"], "score": round(float(score), 6)}
             for row, score in zip(rows.tolist(), scores.tolist())]
 
