@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..bulk.workers import check_workers
 from ..errors import DatasetError, FGDenseError, OutputError
 from ..io.files import check_output_folder
 
@@ -34,6 +35,8 @@ def check_run_settings(cfg) -> None:
             _whole(loop[key], key, 1)
     _whole(cfg.get("warmup_iters", 0), "warmup_iters", 0)
     _whole(cfg.train_dataloader.get("batch_size"), "batch_size", 1, MAX_BATCH_SIZE)
+    # DataLoader workers are processes: 100000 of them take the machine down before training starts.
+    check_workers(_whole(cfg.train_dataloader.get("num_workers", 0), "num_workers", 0), "train_dataloader.num_workers")
     lr = cfg.optim_wrapper.optimizer.get("lr")
     valid = isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and 0 < lr <= MAX_LR
     if not valid:
