@@ -88,7 +88,7 @@ def as_masks(masks, size: tuple[int, int], what: str = "masks") -> tuple[np.ndar
         raise FGDenseError(f"{what}: need (N, {size[0]}, {size[1]}) masks or a ({size[0]}, {size[1]}) label image "
                            f"for this {size[1]}x{size[0]} image; got shape {tuple(array.shape)}")
     array = array.astype(bool)
-    empty = np.flatnonzero(~array.reshape(len(array), -1).any(1))
+    empty = np.flatnonzero(~array.any(axis=(1, 2)))  # (a label image of background only gives no masks)
     if len(empty):
         raise FGDenseError(f"{what}: mask {int(empty[0])} is empty (no pixel set)")
     return array, source

@@ -115,11 +115,19 @@ class _VersionAction(argparse.Action):
         parser.exit(versions_main([]))
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the tools' ending: a flag it cannot read (a typo in a choice, a word where a number
+    goes, a missing argument) is one ``error: ...`` line naming the flag, exit code 2, not a usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {printable(message)} (see {self.prog} --help)\n")
+
+
 def parser(description: str, *, out_help: str | None = None, out_default: str | None = None,
            model: bool = True, device: bool = True, precision: str | None = "auto", max_patches: str | None = None,
            font: bool = False, text_mask: bool = True) -> argparse.ArgumentParser:
     """An argument parser with the shared flags a tool takes (the tool adds its own after)."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     if model:
         p.add_argument("--model", default=DEFAULT_MODEL,
                        help=f"checkpoint folder or model-hub id (default {DEFAULT_MODEL})")

@@ -33,6 +33,7 @@ from .defaults import DENSE_MAX_PATCHES
 from .dense import DenseFeatures, loaded, rgb_of
 from .errors import FGDenseError
 from .prompts import check_labels
+from .superpixels import check_superpixels_available
 from .task import Task, TaskSettings, as_number
 
 BACKGROUND = -1  # label-map value of pixels no label claims
@@ -261,6 +262,8 @@ class SegmenterSettings(TaskSettings):
         super().__post_init__()
         if self.regions not in REGION_MODES:
             raise FGDenseError(f"regions must be one of {', '.join(REGION_MODES)}, got {self.regions!r}")
+        if self.regions == "superpixels":
+            check_superpixels_available()
         object.__setattr__(self, "background_labels", tuple(self.background_labels))
         object.__setattr__(self, "threshold", check_threshold(self.threshold))
         if not (isinstance(self.refine_eps, (int, float)) and np.isfinite(self.refine_eps) and self.refine_eps > 0):

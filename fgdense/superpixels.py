@@ -18,6 +18,16 @@ PIXELS_PER_SUPERPIXEL = 64
 MAX_SUPERPIXELS = 4000
 
 
+def check_superpixels_available() -> None:
+    """One clear error, at once, where scikit-image (SLIC) is not installed: checked when superpixel regions
+    are asked for (a setting, a tool's flag), not per image after the model has loaded."""
+    import importlib.util
+
+    if importlib.util.find_spec("skimage") is None:
+        raise FGDenseError("regions='superpixels' needs scikit-image: pip install scikit-image "
+                           "(or use regions='objects' or 'pixels')")
+
+
 def superpixels(image, pixels_per_region: int = PIXELS_PER_SUPERPIXEL) -> np.ndarray:
     """(H, W) int32 SLIC superpixel ids (0 ...) of an RGB PIL image or (H, W, 3) array.
 

@@ -135,3 +135,10 @@ def test_tool_help_names_the_modes():
 
     out = subprocess.run([sys.executable, "tools/segment.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert "superpixels" in out.stdout and "objects" in out.stdout
+
+
+def test_a_label_image_of_background_only_gives_no_masks_not_a_crash(classifier, image):
+    """segment.py's label map of an image where nothing was found is all zeros: no mask to classify."""
+    result = classifier.classify(image, np.zeros((64, 96), np.int64), LABELS)
+    assert result.masks.shape == (0, 64, 96) and result.top_k.shape[0] == 0
+    assert result.to_json()["masks"] == [] and len(result.to_detections()) == 0

@@ -134,3 +134,13 @@ def test_tools_share_the_flag_names():
         assert "--max-patches" in helps[name], name
     for name in ("segment.py", "classify_boxes.py", "ground.py"):
         assert "--font" in helps[name], name
+
+
+@pytest.mark.parametrize("tool, argv", [("segment.py", ["x.jpg", "--labels", "cat", "--precision", "fp33"]),
+                                        ("eval_retrieval.py", ["--ann", "a.json", "--protocol", "lit_cn"]),
+                                        ("train_stage2.py", [])])
+def test_a_flag_argparse_cannot_read_is_one_line(tool, argv):
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / tool), *argv], capture_output=True, text=True,
+                          timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], lines

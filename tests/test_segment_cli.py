@@ -216,3 +216,23 @@ def test_ctrl_c_ends_with_one_line_exit_130_and_no_partial_file(tmp_path, tiny_c
     stems = {p.name.split("_")[0].split(".")[0] for p in written}
     for stem in stems:  # every image started is either complete or absent
         assert len([p for p in written if p.name.split("_")[0].split(".")[0] == stem]) == 4, stem
+
+
+def test_superpixels_without_scikit_image_is_one_line_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    """scikit-image is optional: asking for superpixel regions without it is refused at once (the tool's
+    checks, and the segmenter's settings), not once per image after the model has loaded."""
+    import importlib.util
+
+    from fgdense.errors import FGDenseError
+    from fgdense.segment import Segmenter
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name, *a))
+    planted_scene()[0].save(tmp_path / "ok.png")
+    monkeypatch.chdir(tmp_path)
+    code = load_tool().main(["ok.png", "--labels", "cat", "--regions", "superpixels", "--model", "nobody/never-loaded"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "needs scikit-image" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
+    with pytest.raises(FGDenseError, match="needs scikit-image"):
+        Segmenter.Settings(regions="superpixels")

@@ -28,6 +28,9 @@ CASES = {  # tool -> (arguments after the tool, words the one-line error must ho
                                                          "--images", "IMAGES"], "does not exist"),
     "eval-zeroshot-missing-images": ("eval_zeroshot.py", ["--images", "MISSING/val"], "does not exist"),
     "search-missing-images": ("search.py", ["index", "MISSING/photos"], "does not exist"),
+    "classify-missing-boxes-file": ("classify_boxes.py", ["IMAGE", "--labels", "cat", "--boxes", "MISSING/b.json"],
+                                    "does not exist"),
+    "search-query-missing-index": ("search.py", ["query", "MISSING/index", "a cat"], "is not a search index"),
     "train-missing-config": ("train_stage2.py", ["MISSING/config.py"], "does not exist"),
 }
 

@@ -113,6 +113,10 @@ def answer(argv) -> int:
     index_files = {name: Path(args.index) / name for name in ("images.npy", "regions.npy", "index.json")}
     check_outputs({"results": results, "sheet": sheet}, index_files, folders=False)
     font = choose_font([args.text], args.font)
+    missing = [name for name, path in index_files.items() if not path.is_file()]
+    if missing:  # before torch loads: a mistyped index folder answers at once
+        raise FGDenseError(f"{args.index} is not a search index (no {', '.join(missing)}; build one with: "
+                           f"tools/search.py index ... --out {args.index})")
     device = cli.device_of(args.device, args.model)
     from fgdense.checkpoint import fingerprint, resolve_checkpoint
     from fgdense.embed import Embedder

@@ -62,6 +62,10 @@ def check_args(args):
     if len(labels) > 255:
         raise LabelError(f"at most 255 labels fit a palette label map, got {len(labels)}")
     check_labels(labels + list(args.background), "label (including --background labels)")
+    if args.regions == "superpixels":
+        from fgdense.superpixels import check_superpixels_available
+
+        check_superpixels_available()  # scikit-image is optional: say so now, not once per image
     budget = cli.max_patches_setting(args.max_patches)
     threshold = cli.threshold_setting(args.threshold)
     workers = cli.workers_setting(args.workers)

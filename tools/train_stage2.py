@@ -22,7 +22,7 @@ from fgdense.cli import fail  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="training config, e.g. configs/train/base.py (Python, run when read: "
                                            "only configs you trust)")
     parser.add_argument("--work-dir", help="where logs, checkpoints and the export go (default work_dirs/<config>)")

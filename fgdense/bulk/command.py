@@ -34,11 +34,11 @@ def box_sources(images, boxes_file) -> tuple[Sources, list | None]:
     sources = Sources(images)
     if not boxes_file:
         return sources, None
+    boxes = read_boxes_file(boxes_file)
+    sources.give_boxes(boxes)
     from ..model.boxes import validate_boxes  # torch and transformers: once the inputs exist
     from ..processing.image import load_image
 
-    boxes = read_boxes_file(boxes_file)
-    sources.give_boxes(boxes)
     image = load_image(images[0])
     validate_boxes(boxes, (image.height, image.width))
     return sources, boxes
