@@ -19,3 +19,14 @@ def path_inside(folder, name: str) -> Path | None:
     if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
         return None
     return Path(folder) / normal
+
+
+def missing_file_reason(path) -> str | None:
+    """Why ``path`` cannot be read as an input file, or None for a regular file: it does not exist, or it
+    is a folder, pipe, device or socket (reading a pipe nobody writes to would wait forever)."""
+    path = Path(path)
+    if not path.exists():
+        return "does not exist"
+    if not path.is_file():
+        return "is a folder, not a file" if path.is_dir() else "is not a regular file (a pipe, device or socket)"
+    return None

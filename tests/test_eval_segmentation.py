@@ -340,7 +340,10 @@ def test_bad_coco_polygons_and_rles_are_skipped_and_counted(tmp_path):
     data = json.loads(Path(path).read_text())
     good = dict(data["images"][0])
     bad_masks = {2: [[1, 1, 5]], 3: {"size": [10, 12], "counts": "\x00garbage"}, 4: {"size": [5, 5], "counts": [3, 4]},
-                 6: [[1, 1, 5, "x", 6, 6]], 7: {"size": [10, 12], "counts": [3, 4]}}
+                 6: [[1, 1, 5, "x", 6, 6]], 7: {"size": [10, 12], "counts": [3, 4]},
+                 # a point far past the image: pycocotools would rasterise every pixel of the edge to it
+                 # (1e300 asks for gigabytes; here 1e6, so the test itself stays small whatever the code)
+                 8: [[0, 0, 1e6, 0, 5, 5]], 9: [[0, 0, True, 0, 5, 5]]}
     data["images"] = [good] + [dict(good, id=i, file_name=f"{i}.png") for i in bad_masks]
     data["annotations"] += [{"id": 10 + i, "image_id": i, "category_id": 3, "segmentation": seg, "area": 4,
                              "iscrowd": 0, "bbox": [1, 1, 2, 2]} for i, seg in bad_masks.items()]

@@ -295,6 +295,7 @@ def test_empty_region_features_on_the_real_model(ref_model, ref_processor, ref_t
 @pytest.mark.parametrize("bad, message", [
     ([[0, 0, 10, 10], [1, 2, float("nan"), 4]], "box 1 has a non-finite"),
     ([[0, 0, 10, 10], [1, 2, 3, 4], [0, float("inf"), 5, 5]], "box 2 has a non-finite"),
+    ([[0, 0, 1e300, 1e300]], "box 0 has a coordinate beyond 1e\\+07 pixels"),  # float32 would make it inf
     ([[5, 5, 2, 9]], "box 0 is inverted"),
     ([[0, 0, 10, 10], [3, 9, 8, 1]], "box 1 is inverted"),
     ([[1, 2, 3]], r"\(N, 4\)"),

@@ -145,7 +145,7 @@ def test_a_box_past_the_image_is_clipped_in_a_strict_json_coco_file(tmp_path, ti
 
     image = _image(tmp_path / "imgs" / "a.png", (64, 48))
     manifest = tmp_path / "boxes.jsonl"
-    manifest.write_text(json.dumps({"path": str(image), "boxes": [[0, 0, 1e300, 1e300], [8, 8, 30, 20]]}) + "\n")
+    manifest.write_text(json.dumps({"path": str(image), "boxes": [[0, 0, 1e6, 1e6], [8, 8, 30, 20]]}) + "\n")
     out = tmp_path / "out"
     code = tool("classify_boxes")([str(manifest), "--labels", "cat", "dog", "--model", str(tiny_checkpoint),
                                    "--out", str(out), "--coco", str(tmp_path / "c.json"), "--quiet", "--workers", "0",
@@ -197,3 +197,31 @@ def test_training_reads_no_bool_or_huge_integer_as_a_coordinate(tmp_path, bbox, 
                  annotations=[good, dict(good, id=2, bbox=bbox)])
     ds = CocoRegionDataset(path, tmp_path, num_negatives=0, progress=False)
     assert ds.report["skipped"][reason] == 1 and ds.report["annotations_used"] == 1
+
+
+def test_the_new_evaluations_read_deep_nesting_as_one_error(tmp_path):
+    from fgdense.evaluation.fgovd import load_fgovd
+    from fgdense.evaluation.retrieval_data import load_retrieval_set, protocol_named
+
+    deep = tmp_path / "deep.json"
+    deep.write_text(DEEP)
+    with pytest.raises(DatasetError, match="line 1 is nested too deeply"):
+        load_fgovd(deep)
+    with pytest.raises(DatasetError, match="is nested too deeply"):
+        load_retrieval_set(deep, protocol_named("coco"))
+
+
+def test_input_files_that_are_pipes_are_refused_not_waited_on(tmp_path):
+    import os
+
+    from fgdense.errors import LabelError
+    from fgdense.io.inputs import read_lines_file
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)  # nobody writes to it: opening it to read would wait forever
+    with pytest.raises(BoxError, match="is not a regular file"):
+        read_boxes_file(fifo)
+    with pytest.raises(DatasetError, match="is not a regular file"):
+        read_coco(fifo)
+    with pytest.raises(LabelError, match="is not a regular file"):
+        read_lines_file(fifo)

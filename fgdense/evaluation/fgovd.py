@@ -23,6 +23,7 @@ import torch
 from ..bulk.distributed import current
 from ..classify import BoxClassifier
 from ..errors import DatasetError
+from ..jsontext import parse_json
 from ..io.files import write_all, write_text
 from ..prompts import TextEncoder
 from ..regions import PROBABILITY_SCALE, cosine
@@ -54,8 +55,8 @@ def load_fgovd(path) -> list[FGOVDLine]:
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
+        msg = parse_json(raw, f"{path} line {number}", DatasetError)  # nested too deeply: one line too
         try:
-            msg = json.loads(raw)
             x, y, w, h = (float(v) for v in msg["bbox"])
             positives, negatives = list(msg["pos_expression"]), list(msg["neg_expression"])
             image = str(msg["img_path"])

@@ -20,12 +20,12 @@ docci-cn   as lit-cn                                                1          l
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..jsontext import parse_json
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,10 @@ class RetrievalSet:
 
 def _json(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read {path}: {err}") from None
-    except ValueError as err:
-        raise DatasetError(f"{path} is not valid JSON: {err}") from None
+    return parse_json(text, str(path), DatasetError)  # nested too deeply: one line, not a RecursionError
 
 
 def _lines(path: Path) -> list[str]:

@@ -205,9 +205,28 @@ class CocoDataset:
         return mask
 
 
+POLYGON_REACH = 10  # polygon points may lie this many image sizes away, no further
+
+
+def _polygon_problem(polygons, height: int, width: int) -> str | None:
+    """What is wrong with COCO polygons, or None: each a flat list of at least three finite (x, y) points,
+    none absurdly far from the image. pycocotools rasterises a polygon along its edges, so a point at 1e300
+    (or NaN) asks it for gigabytes, or crashes it, before any error."""
+    reach = POLYGON_REACH * max(height, width)
+    for polygon in polygons:
+        if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+            return "a polygon is not a flat list of at least three (x, y) points"
+        numbers = [finite_number(v) for v in polygon]
+        if any(v is None or abs(v) > reach for v in numbers):
+            return f"a polygon has a point that is not a finite number within {reach} pixels of the image"
+    return None
+
+
 def _rle_problem(segmentation, height: int, width: int) -> str | None:
-    """What is wrong with an RLE mask (pycocotools decodes any counts without a word), or None (also for a
-    polygon, which pycocotools checks itself): its size must be the image's and its runs must cover it."""
+    """What is wrong with an RLE mask (pycocotools decodes any counts without a word) or a polygon
+    (:func:`_polygon_problem`), or None: an RLE's size must be the image's and its runs must cover it."""
+    if isinstance(segmentation, list):
+        return _polygon_problem(segmentation, height, width)
     if not isinstance(segmentation, dict):
         return None
     if segmentation.get("size") != [height, width]:

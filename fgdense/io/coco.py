@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from ..jsontext import read_json_file
+from ..paths import missing_file_reason
 
 SECTIONS = ("images", "annotations", "categories")
 
@@ -21,8 +22,9 @@ SECTIONS = ("images", "annotations", "categories")
 def read_json(path, what: str):
     """A JSON file's content, or one line naming ``what`` (the file's role) and why it cannot be read."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{what} {path} does not exist")
+    reason = missing_file_reason(path)
+    if reason:
+        raise DatasetError(f"{what} {path} {reason}")
     return read_json_file(path, f"{what} {path}", DatasetError)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import BoxError, LabelError
 from ..jsontext import json_number, parse_json
+from ..paths import missing_file_reason
 
 # File suffixes taken as images when a folder is expanded (anything PIL reads; others are ignored).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -32,8 +33,9 @@ def read_boxes_file(path) -> np.ndarray:
     whose ``"boxes"`` holds either (so the output of ``tools/classify_boxes.py`` can be read back).
     """
     path = Path(path)
-    if not path.exists() or path.is_dir():  # exists(), not is_file(): pipes like <(...) are fine
-        raise BoxError(f"boxes file {path} does not exist")
+    reason = missing_file_reason(path)  # regular files only: a pipe nobody writes to would wait forever
+    if reason:
+        raise BoxError(f"boxes file {path} {reason}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -91,8 +93,9 @@ def _shown(item) -> str:
 def read_lines_file(path, what: str = "labels file") -> list[str]:
     """The non-blank lines of a UTF-8 text file (labels, phrases, prompt templates)."""
     path = Path(path)
-    if not path.is_file():
-        raise LabelError(f"{what} {path} does not exist")
+    reason = missing_file_reason(path)
+    if reason:
+        raise LabelError(f"{what} {path} {reason}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

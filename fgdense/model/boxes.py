@@ -10,6 +10,11 @@ from torchvision.ops import roi_align
 from ..errors import BoxError
 
 
+# Coordinates past this are no box of any image (and past float32's range, 1e300 would turn into inf in a
+# result's boxes); partly-outside boxes within it are clipped to the image.
+MAX_COORDINATE = 1e7
+
+
 def validate_boxes(boxes, image_size: tuple[int, int], what: str = "box") -> torch.Tensor:
     """Check xyxy boxes against an image of (height, width) and clip them to it.
 
@@ -22,6 +27,9 @@ def validate_boxes(boxes, image_size: tuple[int, int], what: str = "box") -> tor
     for index, (x1, y1, x2, y2) in enumerate(tensor.tolist()):
         if not all(map(_finite, (x1, y1, x2, y2))):
             raise BoxError(f"{what} {index} has a non-finite coordinate: {[x1, y1, x2, y2]}")
+        if max(map(abs, (x1, y1, x2, y2))) > MAX_COORDINATE:
+            raise BoxError(f"{what} {index} has a coordinate beyond {MAX_COORDINATE:.0e} pixels, past any image: "
+                           f"{[x1, y1, x2, y2]}")
         if x2 < x1 or y2 < y1:
             raise BoxError(f"{what} {index} is inverted (x2 < x1 or y2 < y1): {[x1, y1, x2, y2]}")
         if x2 == x1 or y2 == y1:
