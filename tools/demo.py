@@ -75,7 +75,7 @@ def work(argv) -> int:
         from fgdense.io.fonts import choose_font
 
         choose_font([], args.font, warn=False)
-    device = cli.device_of(args.device, args.model)
+    device = cli.device_of(args.device)  # (the model is checked when it loads: after gradio, a missing extra first)
     from fgdense.demo.workdir import WorkDir
 
     # The demo's own folder, made before gradio is imported: gradio fixes some of its temporary folders

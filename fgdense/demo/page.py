@@ -87,12 +87,31 @@ def _share_uploads(gr, engine: DemoEngine, tabs: list[dict]) -> None:
         tab["image"].upload(on_upload, tab["image"], others + [tab["status"]])
 
 
-def _clear_on_change(gr, inputs: list, outputs: list) -> None:
+def _clear_on_change(gr, inputs: list, outputs: list, asked_by: tuple = ()) -> None:
     """Results vanish as soon as an input they came from changes: a page never shows answers to
-    questions no longer asked. Queued like the jobs, so the clearing a change asks for comes before the
-    answer of a job started after it, and after that of a job started before it."""
+    questions no longer asked. ``asked_by`` (the events that start the job: a button's click, a field's
+    submit) note the inputs they asked with; a change whose inputs are still those keeps the answer. A
+    change event can arrive after the job it preceded (a field's change is sent when it loses focus, i.e.
+    as the button is clicked, and the page's own redraws change inputs too): without that note it would
+    clear the fresh answer."""
+    asked: dict = {}
+
+    def note(*values):
+        asked["values"] = list(values)
+
+    def clear(*values):
+        keep = asked.get("values") == list(values)
+        return [gr.update() if keep else None for _ in outputs]
+
+    for event in asked_by:
+        event(note, inputs, None, queue=False, show_progress="hidden")
     for component in inputs:
-        component.change(lambda: [None] * len(outputs), None, outputs, show_progress="hidden")
+        names = {e if isinstance(e, str) else e.event_name for e in type(component).EVENTS}
+        # An image the page redraws itself changes too: it counts as a new question when the user uploads
+        # or removes one.
+        events = [component.upload, component.clear] if "upload" in names else [component.change]
+        for event in events:
+            event(clear, inputs, outputs, show_progress="hidden")
 
 
 def _progress_of(progress):
@@ -151,7 +170,7 @@ def _segment_tab(gr, engine: DemoEngine) -> dict:
     results = [overlay, heatmaps, table, label_map, json_file]
     run.click(run_segment, inputs, [status, *results])
     labels.submit(run_segment, inputs, [status, *results])
-    _clear_on_change(gr, inputs, results)
+    _clear_on_change(gr, inputs, results, (run.click, labels.submit))
     return {"image": image, "status": status}
 
 
@@ -226,7 +245,7 @@ def _boxes_tab(gr, engine: DemoEngine) -> dict:
         return answer.message, str(answer.picture), {"headers": answer.headers, "data": answer.table}, str(answer.json)
 
     run.click(run_boxes, [image, text, labels, top], [status, picture, table, json_file])
-    _clear_on_change(gr, [image, text, labels, top], [picture, table, json_file])
+    _clear_on_change(gr, [image, text, labels, top], [picture, table, json_file], (run.click,))
     return {"image": image, "status": status}
 
 
@@ -265,7 +284,7 @@ def _ground_tab(gr, engine: DemoEngine) -> dict:
 
     results = [picture, heatmaps, table, json_file]
     run.click(run_ground, [image, phrases, boxes], [status, *results])
-    _clear_on_change(gr, [image, phrases, boxes], results)
+    _clear_on_change(gr, [image, phrases, boxes], results, (run.click,))
     return {"image": image, "status": status}
 
 
@@ -308,7 +327,7 @@ def _explorer_tab(gr, engine: DemoEngine) -> dict:
     run.click(run_texts, inputs, [status, heatmaps, table])
     texts.submit(run_texts, inputs, [status, heatmaps, table])
     _clear_on_change(gr, [image, budget], [point, heatmaps, table])
-    _clear_on_change(gr, [texts], [heatmaps, table])
+    _clear_on_change(gr, [texts], [heatmaps, table], (run.click, texts.submit))
     return {"image": image, "status": status}
 
 
