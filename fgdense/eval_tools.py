@@ -22,10 +22,9 @@ def check_eval_args(args, inputs: dict) -> tuple[Path, Path]:
     images = getattr(args, "images", None)
     if images is not None and not Path(images).is_dir():
         raise DatasetError(f"images folder {images} does not exist")
-    for name, path in inputs.items():  # before torch loads: a mistyped path answers at once
-        if path and not Path(path).is_file():
-            raise DatasetError(f"{name} {path} does not exist" if not Path(path).exists() else
-                               f"{name} {path} is not a file")
+    for name, path in inputs.items():  # before torch loads: a mistyped path answers at once (what kind of
+        if path and not Path(path).exists():  # path each protocol reads, file or folder, its reader checks)
+            raise DatasetError(f"{name} {path} does not exist")
     args.workers = cli.workers_setting(args.workers)
     args.batch_size = cli.check_batch_size(args.batch_size)
     args.max_patches = cli.max_patches_setting(args.max_patches)

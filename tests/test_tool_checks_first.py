@@ -26,6 +26,9 @@ CASES = {  # tool -> (arguments after the tool, words the one-line error must ho
     "eval-fgovd-missing-ann": ("eval_fgovd.py", ["--ann", "MISSING/a.jsonl", "--images", "IMAGES"], "does not exist"),
     "eval-retrieval-missing-ann": ("eval_retrieval.py", ["--ann", "MISSING/a.json", "--protocol", "coco",
                                                          "--images", "IMAGES"], "does not exist"),
+    # dci's annotations are a folder: it reaches the protocol's reader (which finds no captions in it)
+    "eval-retrieval-dci-folder": ("eval_retrieval.py", ["--ann", "IMAGES", "--protocol", "dci", "--images", "IMAGES"],
+                                  "holds no image with a caption"),
     "eval-zeroshot-missing-images": ("eval_zeroshot.py", ["--images", "MISSING/val"], "does not exist"),
     "search-missing-images": ("search.py", ["index", "MISSING/photos"], "does not exist"),
     "classify-missing-boxes-file": ("classify_boxes.py", ["IMAGE", "--labels", "cat", "--boxes", "MISSING/b.json"],

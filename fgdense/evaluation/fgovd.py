@@ -24,6 +24,7 @@ from ..bulk.distributed import current
 from ..classify import BoxClassifier
 from ..errors import DatasetError
 from ..jsontext import parse_json
+from ..paths import missing_file_reason
 from ..io.files import write_all, write_text
 from ..prompts import TextEncoder
 from ..regions import PROBABILITY_SCALE, cosine
@@ -45,8 +46,9 @@ class FGOVDLine:
 def load_fgovd(path) -> list[FGOVDLine]:
     """The file's lines, checked: a line that is not a box with texts is one error naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"annotation file {path} does not exist")
+    reason = missing_file_reason(path)
+    if reason:
+        raise DatasetError(f"annotation file {path} {reason}")
     lines = []
     try:
         text = path.read_text(encoding="utf-8")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from ..jsontext import parse_json
+from ..paths import missing_file_reason
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,13 @@ def _share4v(path: Path):
 def load_retrieval_set(path, protocol: RetrievalProtocol) -> RetrievalSet:
     """The images and captions of ``path`` as ``protocol``'s official script selects them."""
     path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"annotation file {path} does not exist")
-    if protocol.layout != "dci" and not path.is_file():
-        raise DatasetError(f"annotation file {path} is not a file")
     layout = protocol.layout
+    if layout == "dci":  # a folder of JSON files: _dci says so when it is not one
+        reason = None if path.exists() else "does not exist"
+    else:
+        reason = missing_file_reason(path)
+    if reason:
+        raise DatasetError(f"annotation file {path} {reason}")
     if layout == "flickr-cna":
         images, captions = _grouped(_tab_separated(path, lambda name: name.split("#")[0] + ".jpg"))
     elif layout == "tsv":  # one image per line, as the official script (a repeated image is two)
