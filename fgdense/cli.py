@@ -237,17 +237,12 @@ def max_patches_setting(text: str):
 
 def threshold_setting(text: str):
     """``--threshold`` as a segmentation setting: "auto", None ("none") or a finite cosine."""
-    import math
+    from .defaults import check_threshold
 
-    if text in ("auto", "none"):
-        return None if text == "none" else text
     try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        raise FGDenseError(f"--threshold must be auto, none or a finite number, got {text!r}")
-    return value
+        return check_threshold(text)
+    except FGDenseError:
+        raise FGDenseError(f"--threshold must be auto, none or a finite number, got {text!r}") from None
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """The patch budget each job runs at unless told otherwise: in the library, the tools and the demo alike.
 
 Written once here, so the same box gets the same numbers from ``BoxClassifier``, ``tools/classify_boxes.py``
-and the demo's Label boxes tab. Light on purpose: the tools read it before torch is imported.
+and the demo's Label boxes tab; with the checks of the settings the tools read (a patch budget, a
+threshold). Light on purpose: the tools read it before torch is imported.
 
 * Segmentation wants fine score maps: ``"auto"`` (16384 patches on a GPU, as FG-CLIP 2's dense demo; 1024
   on a CPU).
@@ -10,6 +11,8 @@ and the demo's Label boxes tab. Light on purpose: the tools read it before torch
 """
 
 from __future__ import annotations
+
+import math
 
 from .errors import FGDenseError
 
@@ -35,6 +38,28 @@ def check_budget(value, what: str = "max_num_patches") -> int:
     return budget
 
 
+def as_number(value) -> float:
+    """``value`` as a float, NaN for anything that is not a number (strings of numbers count; booleans do not)."""
+    if isinstance(value, bool):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def check_threshold(threshold):
+    """``"auto"``, ``None`` (also spelt ``"none"``) or a finite cosine."""
+    if threshold == "auto" or threshold is None:
+        return threshold
+    if threshold == "none":
+        return None
+    value = as_number(threshold)
+    if not math.isfinite(value):
+        raise FGDenseError(f"threshold must be a finite number, 'auto' or None, got {threshold!r}")
+    return value
+
+
 DENSE_MAX_PATCHES = "auto"  # Segmenter, tools/segment.py, the demo's Segment tab
 REGION_MAX_PATCHES = None  # BoxClassifier, MaskClassifier, Grounder, their tools, the demo's boxes and Ground tabs
 
@@ -45,4 +70,4 @@ def max_patches_flag(value) -> str:
 
 
 __all__ = ["CPU_DEFAULT_PATCHES", "DENSE_MAX_PATCHES", "GPU_DEFAULT_PATCHES", "MAX_PATCHES", "REGION_MAX_PATCHES",
-           "check_budget", "max_patches_flag"]
+           "as_number", "check_budget", "check_threshold", "max_patches_flag"]

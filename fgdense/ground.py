@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import TEXT_LENGTH
+from .defaults import as_number
 from .errors import FGDenseError
 from .dense import loaded
 from .processing.text import token_count
 from .prompts import check_phrases
 from .regions import RegionTask, cosine, labelled_detections, rounded
-from .task import TaskSettings, as_number
+from .task import TaskSettings
 
 
 @dataclass

@@ -34,7 +34,8 @@ from .dense import DenseFeatures, loaded, rgb_of
 from .errors import FGDenseError
 from .prompts import check_labels
 from .superpixels import check_superpixels_available
-from .task import Task, TaskSettings, as_number
+from .defaults import check_threshold  # noqa: F401  (re-exported: part of this module's interface)
+from .task import Task, TaskSettings
 
 BACKGROUND = -1  # label-map value of pixels no label claims
 # A result holds every label's score map at the image's full size, (labels, height, width) float32. An image
@@ -268,18 +269,6 @@ class SegmenterSettings(TaskSettings):
         object.__setattr__(self, "threshold", check_threshold(self.threshold))
         if not (isinstance(self.refine_eps, (int, float)) and np.isfinite(self.refine_eps) and self.refine_eps > 0):
             raise FGDenseError(f"refine_eps must be a positive number, got {self.refine_eps!r}")
-
-
-def check_threshold(threshold):
-    """``"auto"``, ``None`` (also spelt ``"none"``) or a finite cosine."""
-    if threshold == "auto" or threshold is None:
-        return threshold
-    if threshold == "none":
-        return None
-    value = as_number(threshold)
-    if not np.isfinite(value):
-        raise FGDenseError(f"threshold must be a finite number, 'auto' or None, got {threshold!r}")
-    return value
 
 
 def check_score_memory(height: int, width: int, labels: int) -> None:

@@ -38,16 +38,6 @@ from .processing.text import check_text_mask
 from .prompts import TextEncoder
 
 
-def as_number(value) -> float:
-    """``value`` as a float, NaN for anything that is not a number (strings of numbers count; booleans do not)."""
-    if isinstance(value, bool):
-        return float("nan")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 @dataclasses.dataclass(frozen=True)
 class TaskSettings:
     """Settings every task has (see the module docstring)."""
