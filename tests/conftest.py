@@ -65,6 +65,18 @@ def assert_close(actual, expected, atol, what=""):
     assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol}"
 
 
+@pytest.fixture
+def ckpt_copy(tmp_path):
+    """A writable copy of the reference checkpoint, to break on purpose."""
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(CHECKPOINT, folder)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+    return folder
+
+
 @pytest.fixture()
 def read_only(monkeypatch):
     """``read_only(folder)`` makes a folder unwritable, for every user: chmod 555, and as root (whom the

@@ -10,17 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import CHECKPOINT
 from fgdense import CheckpointError, FGCLIP2Model
-
-
-@pytest.fixture
-def ckpt_copy(tmp_path):
-    folder = tmp_path / "ckpt"
-    shutil.copytree(CHECKPOINT, folder)
-    for f in folder.iterdir():
-        f.chmod(0o644)
-    return folder
 
 
 def _shard(folder, shard_path, name_in_index):

@@ -8,17 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import CHECKPOINT, FIXTURE
+from conftest import FIXTURE
 from fgdense import BoxError, CheckpointError, FGCLIP2Model, ImageLoadError, tokenize
-
-
-@pytest.fixture
-def ckpt_copy(tmp_path):
-    folder = tmp_path / "ckpt"
-    shutil.copytree(CHECKPOINT, folder)
-    for f in folder.iterdir():
-        f.chmod(0o644)
-    return folder
 
 
 def _same_weights(a, b):

@@ -23,6 +23,14 @@ def args(checkpoint, world, work, *options, resume=False, image_root=None, ann_f
             f"work_dir={work}", *options]
 
 
+def unreadable_copy(world, folder: Path) -> Path:
+    """The world's training images under ``folder``, each replaced by bytes no decoder reads."""
+    folder.mkdir()
+    for image in Path(world["train_images"]).iterdir():
+        (folder / image.name).write_bytes(b"not an image")
+    return folder
+
+
 def one_line_error(code, err) -> str:
     assert code == 1 and "Traceback" not in err, err[-3000:]
     return err.strip().splitlines()[-1]
@@ -67,10 +75,7 @@ def test_work_dirs_that_cannot_or_must_not_hold_a_run(world, tiny_checkpoint, tm
 
 
 def test_an_image_root_of_unreadable_files_is_refused_before_training(world, tiny_checkpoint, tmp_path):
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    for image in Path(world["train_images"]).iterdir():
-        (corrupt / image.name).write_bytes(b"not an image")
+    corrupt = unreadable_copy(world, tmp_path / "corrupt")
     work = tmp_path / "work"
     code, err = run_tool(args(tiny_checkpoint, world, work, "max_iters=2", image_root=corrupt))
     line = one_line_error(code, err)
@@ -231,10 +236,7 @@ def test_under_torchrun_every_process_ends_with_one_line(world, tiny_checkpoint,
     from _train_helpers import REPO
     from test_train_distributed import free_port
 
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    for image in Path(world["train_images"]).iterdir():
-        (corrupt / image.name).write_bytes(b"not an image")
+    corrupt = unreadable_copy(world, tmp_path / "corrupt")
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(REPO / "tools" / "train_stage2.py"), "--launcher", "pytorch",
