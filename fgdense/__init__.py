@@ -4,8 +4,7 @@ The public names below are imported on first use, so that ``import fgdense`` (an
 ``--help``) stays quick: torch and transformers load only when a model is really needed.
 """
 
-from importlib import import_module
-
+from .lazy import lazy_exports
 from .versions import VERSION as __version__
 from .versions import warn_if_untested
 
@@ -50,13 +49,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name):
-    if name in _PUBLIC:
-        value = getattr(import_module(_PUBLIC[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fgdense' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

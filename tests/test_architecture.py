@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fgdense"
 # Bottom to top; a module may import its own layer or lower ones. model and processing are siblings that
 # share only fgdense.config, so they may not import each other.
 LAYERS = [
-    {"errors", "versions", "labels", "defaults", "jsontext", "paths"},
+    {"errors", "versions", "labels", "defaults", "jsontext", "paths", "lazy"},
     {"checkpoint", "config", "devices"},
     {"model", "processing"},
     {"dense", "prompts", "superpixels", "tiny"},

@@ -4,7 +4,7 @@ grounding accuracy.
 Every report gives accuracies and IoUs as fractions in [0, 1]; the printed tables show percentages.
 """
 
-from importlib import import_module
+from ..lazy import lazy_exports
 
 # Imported on first use: the tools read their datasets (evaluation.*_data) to check them before torch loads.
 _PUBLIC = {
@@ -21,9 +21,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name):
-    if name in _PUBLIC:
-        value = getattr(import_module(_PUBLIC[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fgdense.evaluation' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
