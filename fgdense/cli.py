@@ -28,9 +28,16 @@ TERMINATED = 143  # and by a plain kill (128 + SIGTERM)
 MAX_MESSAGE = 600  # characters of an error line; longer messages are cut
 
 
+def say(line: str) -> None:
+    """Write one line to stderr in a single write: ``print`` writes the text and its newline apart, and two
+    processes of one torchrun job refusing at the same moment would run their lines together."""
+    sys.stderr.write(f"{line}\n")
+    sys.stderr.flush()
+
+
 def fail(message: str, code: int = 1) -> int:
     """Print one error line to stderr and return the exit code (tools ``return fail(...)``)."""
-    print(f"error: {one_line(message)}", file=sys.stderr)
+    say(f"error: {one_line(message)}")
     return code
 
 
@@ -93,10 +100,10 @@ def run(main, argv=None) -> int:
         with _sigterm_stops():
             return main(argv)
     except Terminated:
-        print(f"interrupted (SIGTERM): {status.describe()}; every file written is complete", file=sys.stderr)
+        say(f"interrupted (SIGTERM): {status.describe()}; every file written is complete")
         return TERMINATED
     except KeyboardInterrupt:
-        print(f"interrupted: {status.describe()}; every file written is complete", file=sys.stderr)
+        say(f"interrupted: {status.describe()}; every file written is complete")
         return INTERRUPTED
     except FGDenseError as err:
         return fail(str(err))
@@ -219,7 +226,7 @@ def bulk_ending(summary: dict, ranks, out, what: str = "image(s) could not be us
     if ranks.world > 1:
         # torchrun reports any non-zero exit as a crash, with a traceback: at scale bad files are a warning.
         if ranks.main:
-            print(f"warning: {one_line(message)}", file=sys.stderr)
+            say(f"warning: {one_line(message)}")
         return 0
     return fail(message)
 
