@@ -11,6 +11,7 @@ It works offline: no analytics, no fonts from the web, no share links; it binds 
 
 # No `from __future__ import annotations` here: gradio reads the handlers' `gr.SelectData` annotations
 # as objects to know which handlers take the click's coordinates.
+import functools
 import os
 
 from ..cli import one_line
@@ -87,31 +88,42 @@ def _share_uploads(gr, engine: DemoEngine, tabs: list[dict]) -> None:
         tab["image"].upload(on_upload, tab["image"], others + [tab["status"]])
 
 
-def _clear_on_change(gr, inputs: list, outputs: list, asked_by: tuple = ()) -> None:
-    """Results vanish as soon as an input they came from changes: a page never shows answers to
-    questions no longer asked. ``asked_by`` (the events that start the job: a button's click, a field's
-    submit) note the inputs they asked with; a change whose inputs are still those keeps the answer. A
-    change event can arrive after the job it preceded (a field's change is sent when it loses focus, i.e.
-    as the button is clicked, and the page's own redraws change inputs too): without that note it would
-    clear the fresh answer."""
-    asked: dict = {}
+def _answers(gr, group: str, inputs: list, outputs: list, runs: tuple = ()) -> None:
+    """Register the jobs ``runs`` ((event, fn, fn_inputs, fn_outputs) each) and make their results vanish
+    as soon as an input they came from changes: a page never shows answers to questions no longer asked.
 
-    def note(*values):
-        asked["values"] = list(values)
+    A change event can arrive after the job it preceded (a field's change is sent when it loses focus, i.e.
+    as the button is clicked; the page's own redraws change inputs too). So a job notes the values of
+    ``inputs`` it answers as it starts, and a change carrying those values keeps the answer. The jobs and
+    the clearing share one queue group of one at a time (``group``), which gradio serves in arrival
+    order: a change sent before a job is handled before it, one sent during a job after it; neither can
+    overtake the job and clear the answer to a question still asked (CI saw that race)."""
+    asked: dict = {}
+    queued = {"concurrency_id": group, "concurrency_limit": 1}
+
+    def noting(fn, fn_inputs):
+        picks = [fn_inputs.index(component) for component in inputs]
+
+        @functools.wraps(fn)  # gradio reads the signature (its progress argument)
+        def job(*args, **kwargs):
+            asked["values"] = [args[i] for i in picks]
+            return fn(*args, **kwargs)
+
+        return job
 
     def clear(*values):
         keep = asked.get("values") == list(values)
         return [gr.update() if keep else None for _ in outputs]
 
-    for event in asked_by:
-        event(note, inputs, None, queue=False, show_progress="hidden")
+    for event, fn, fn_inputs, fn_outputs in runs:
+        event(noting(fn, fn_inputs), fn_inputs, fn_outputs, **queued)
     for component in inputs:
         names = {e if isinstance(e, str) else e.event_name for e in type(component).EVENTS}
         # An image the page redraws itself changes too: it counts as a new question when the user uploads
         # or removes one.
         events = [component.upload, component.clear] if "upload" in names else [component.change]
         for event in events:
-            event(clear, inputs, outputs, show_progress="hidden")
+            event(clear, inputs, outputs, show_progress="hidden", **queued)
 
 
 def _progress_of(progress):
@@ -168,9 +180,8 @@ def _segment_tab(gr, engine: DemoEngine) -> dict:
 
     inputs = [image, labels, background, mode, value, refine]
     results = [overlay, heatmaps, table, label_map, json_file]
-    run.click(run_segment, inputs, [status, *results])
-    labels.submit(run_segment, inputs, [status, *results])
-    _clear_on_change(gr, inputs, results, (run.click, labels.submit))
+    job = (run_segment, inputs, [status, *results])
+    _answers(gr, "seg", inputs, results, ((run.click, *job), (labels.submit, *job)))
     return {"image": image, "status": status}
 
 
@@ -244,8 +255,8 @@ def _boxes_tab(gr, engine: DemoEngine) -> dict:
             return error, None, None, None
         return answer.message, str(answer.picture), {"headers": answer.headers, "data": answer.table}, str(answer.json)
 
-    run.click(run_boxes, [image, text, labels, top], [status, picture, table, json_file])
-    _clear_on_change(gr, [image, text, labels, top], [picture, table, json_file], (run.click,))
+    inputs, results = [image, text, labels, top], [picture, table, json_file]
+    _answers(gr, "box", inputs, results, ((run.click, run_boxes, inputs, [status, *results]),))
     return {"image": image, "status": status}
 
 
@@ -282,9 +293,8 @@ def _ground_tab(gr, engine: DemoEngine) -> dict:
             return error, None, None, None, None
         return answer.message, str(answer.picture), str(answer.heatmaps), answer.table, str(answer.json)
 
-    results = [picture, heatmaps, table, json_file]
-    run.click(run_ground, [image, phrases, boxes], [status, *results])
-    _clear_on_change(gr, [image, phrases, boxes], results, (run.click,))
+    inputs, results = [image, phrases, boxes], [picture, heatmaps, table, json_file]
+    _answers(gr, "gr", inputs, results, ((run.click, run_ground, inputs, [status, *results]),))
     return {"image": image, "status": status}
 
 
@@ -317,17 +327,15 @@ def _explorer_tab(gr, engine: DemoEngine) -> dict:
         answer, error = guarded(engine.point_similarity, path, *evt.index[:2], budget, _progress_of(progress))
         return (error, None) if answer is None else (answer.message, str(answer.picture))
 
-    view.select(on_point, [image, budget], [status, point])
+    point_job = (view.select, on_point, [image, budget], [status, point])
+    _answers(gr, "ex", [image, budget], [point, heatmaps, table], (point_job,))
 
     def run_texts(path, texts, budget, progress=gr.Progress()):
         answer, error = guarded(engine.text_heatmaps, path, texts, budget, _progress_of(progress))
         return (error, None, None) if answer is None else (answer.message, str(answer.picture), answer.table)
 
-    inputs = [image, texts, budget]
-    run.click(run_texts, inputs, [status, heatmaps, table])
-    texts.submit(run_texts, inputs, [status, heatmaps, table])
-    _clear_on_change(gr, [image, budget], [point, heatmaps, table])
-    _clear_on_change(gr, [texts], [heatmaps, table], (run.click, texts.submit))
+    job = (run_texts, [image, texts, budget], [status, heatmaps, table])
+    _answers(gr, "ex", [texts], [heatmaps, table], ((run.click, *job), (texts.submit, *job)))
     return {"image": image, "status": status}
 
 
