@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgdense.bulk.folder import RESERVED_NAME
+from fgdense.bulk.folder import JOB_NAME, RESERVED_NAME
 from fgdense.bulk.runner import Batcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +20,12 @@ def tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
+
+
+def outputs_in(out: Path) -> list[str]:
+    """The names of the files a run wrote for its images into ``out``, sorted: its own hidden bookkeeping
+    (the note of the folder's job) aside."""
+    return sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("."))
 
 
 def photos(folder: Path, count: int, sizes=((96, 128), (128, 96))) -> list[Path]:
@@ -95,8 +101,10 @@ def test_segment_a_manifest_resume_overwrite_bad_files_and_coco(tmp_path, tiny_c
     check_coco_equals_label_maps(out / "results.json", out, 5)
     stems = {p.stem for p in images}
     before = mtimes(out, stems)
-    # No hidden leftovers (temporary files, COCO parts, the lock); the list of names the COCO file reserves stays.
-    assert len(before) == 20 and [p.name for p in out.iterdir() if p.name.startswith(".")] == [RESERVED_NAME]
+    # No hidden leftovers (temporary files, COCO parts, the lock); the list of names the COCO file reserves and
+    # the note of the folder's job stay.
+    hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert len(before) == 20 and hidden == sorted([RESERVED_NAME, JOB_NAME])
 
     # A rerun skips every complete image and says so; nothing is rewritten.
     truncated.unlink()
@@ -200,14 +208,16 @@ def test_a_coco_file_in_the_output_folder_never_takes_an_image_s_name(tmp_path, 
     out = tmp_path / "out"
     assert tool("segment")([str(folder), "--labels", "red", "--model", str(tiny_checkpoint), "--out", str(out),
                             "--coco", str(out / "coco.json"), "--max-patches", "16", "--quiet", "--no-png"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [RESERVED_NAME, "coco-2.json", "coco-2_labels.png", "coco.json"]
+    assert sorted(p.name for p in out.iterdir()) == [JOB_NAME, RESERVED_NAME, "coco-2.json", "coco-2_labels.png",
+                                                     "coco.json"]
     assert "images" in json.loads((out / "coco.json").read_text())
     # A rerun without --coco keeps the names: the image is still coco-2 (done), the COCO file untouched.
     coco = (out / "coco.json").read_bytes()
     assert tool("segment")([str(folder), "--labels", "red", "--model", str(tiny_checkpoint), "--out", str(out),
                             "--max-patches", "16", "--quiet", "--no-png"]) == 0
     assert (out / "coco.json").read_bytes() == coco
-    assert sorted(p.name for p in out.iterdir()) == [RESERVED_NAME, "coco-2.json", "coco-2_labels.png", "coco.json"]
+    assert sorted(p.name for p in out.iterdir()) == [JOB_NAME, RESERVED_NAME, "coco-2.json", "coco-2_labels.png",
+                                                     "coco.json"]
 
 
 @pytest.mark.parametrize("argv, message", [

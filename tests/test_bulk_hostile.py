@@ -46,6 +46,29 @@ def test_a_second_run_into_a_folder_in_use_stops_in_one_line_naming_the_first(tm
     assert not (out / ".fgdense-run.lock").exists()  # removed at the end of the run that held it
 
 
+def test_another_tool_into_a_folder_of_outputs_stops_before_writing_over_them(tmp_path, tiny_checkpoint, capsys):
+    """Every tool names an image's JSON NAME.json: grounding into a folder of segmentations would replace
+    them one by one. It stops in one line, unless --overwrite says to replace them."""
+    photos(tmp_path / "imgs", 2)
+    out = tmp_path / "out"
+    assert tool("segment")(segment_args(tiny_checkpoint, out, tmp_path / "imgs")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    ground = [str(tmp_path / "imgs"), "--phrases", "a red thing", "--model", str(tiny_checkpoint), "--out", str(out),
+              "--max-patches", "16", "--quiet", "--workers", "0", "--no-png"]
+    assert tool("ground")(ground) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: the output folder {out} holds the outputs of a 'segment' run"), err
+    assert "--overwrite" in err[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written, nothing left behind
+    # The same tool again is a rerun (its images skipped); --overwrite lets the other tool replace them.
+    assert tool("segment")(segment_args(tiny_checkpoint, out, tmp_path / "imgs")) == 0
+    assert "2 skipped" in capsys.readouterr().out
+    assert tool("ground")([*ground, "--overwrite"]) == 0
+    assert "phrases" in json.loads((out / "p00.json").read_text())
+    assert (out / ".fgdense-job.txt").read_text() == "ground\n"
+
+
 def test_an_image_replaced_in_place_is_redone_and_the_others_skipped(tmp_path, tiny_checkpoint, capsys):
     images = photos(tmp_path / "imgs", 3)
     out = tmp_path / "out"

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fgdense.io.outputs import write_segmentation
+from test_bulk import outputs_in
 from test_segment import BLUE, GREEN, RED, PlantedSegmenter, iou, planted_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_the_title_command_runs_on_a_real_photograph(tmp_path, tiny_checkpoint):
     )
     assert run.returncode == 0, run.stderr
     out = tmp_path / "segment_out"
-    assert sorted(p.name for p in out.iterdir()) == sorted("img" + s for s in OUTPUTS)
+    assert outputs_in(out) == sorted("img" + s for s in OUTPUTS)
     assert "warning" not in run.stderr  # the bundled font draws 电脑: no system CJK font needed
     data = json.loads((out / "img.json").read_text(encoding="utf-8"))
     assert data["labels"] == ["电脑", "cat"] and data["image_size_hw"] == [300, 451]
@@ -95,7 +96,7 @@ def test_folders_and_options_in_one_call(tmp_path, monkeypatch, tiny_checkpoint)
                              "--threshold", "none", "--max-patches", "64", "--out", "o2", "--refine", "--templates",
                              "--quiet"])
     assert code == 0
-    assert len(list((tmp_path / "o2").iterdir())) == 8
+    assert len(outputs_in(tmp_path / "o2")) == 8
     data = json.loads((tmp_path / "o2" / "astronaut.json").read_text(encoding="utf-8"))
     assert data["threshold"] is None and data["background_area"] == 0  # no threshold: every pixel labelled
 
@@ -158,7 +159,7 @@ def test_no_png_writes_the_data_outputs_only(tmp_path, monkeypatch, tiny_checkpo
     code = load_tool().main(["a.png", "--labels", "red", "--model", str(tiny_checkpoint), "--no-png", "--quiet",
                              "--font", "no-such-font.ttf"])  # no pictures: the font is never needed
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "segment_out").iterdir()) == ["a.json", "a_labels.png"]
+    assert outputs_in(tmp_path / "segment_out") == ["a.json", "a_labels.png"]
 
 
 def test_a_label_no_font_can_draw_warns_once_and_still_writes_everything(tmp_path, capsys, monkeypatch, recwarn,
@@ -172,7 +173,7 @@ def test_a_label_no_font_can_draw_warns_once_and_still_writes_everything(tmp_pat
     assert code == 0, capsys.readouterr().err
     about_fonts = [str(w.message) for w in recwarn if "font" in str(w.message)]
     assert len(about_fonts) == 1 and "齉龘" in about_fonts[0] and "--font" in about_fonts[0], about_fonts
-    assert len(list((tmp_path / "segment_out").iterdir())) == 4
+    assert len(outputs_in(tmp_path / "segment_out")) == 4
     data = json.loads((tmp_path / "segment_out" / "a.json").read_text(encoding="utf-8"))
     assert data["labels"] == ["齉龘", "cat"]  # the data keeps the label whole
 
@@ -212,7 +213,8 @@ def test_ctrl_c_ends_with_one_line_exit_130_and_no_partial_file(tmp_path, tiny_c
     assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "of 40 image(s) finished" in lines[0], err
     assert "Traceback" not in err
     written = sorted((tmp_path / "out").iterdir())
-    assert not [p for p in written if p.name.startswith(".")]  # no temporary file left behind
+    assert [p.name for p in written if p.name.startswith(".")] == [".fgdense-job.txt"]  # no temporary file left
+    written = [p for p in written if not p.name.startswith(".")]
     stems = {p.name.split("_")[0].split(".")[0] for p in written}
     for stem in stems:  # every image started is either complete or absent
         assert len([p for p in written if p.name.split("_")[0].split(".")[0] == stem]) == 4, stem

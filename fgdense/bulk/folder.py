@@ -11,6 +11,10 @@ removed at the end of the run; its name ends in ``.lock``, which no image's outp
 A run whose ``--coco`` or ``--summary`` file lies in the output folder adds that name to
 ``OUT/.fgdense-reserved.txt``; every later run in the folder reads it and names its images around those
 names too, so a rerun without ``--coco`` never writes an image's JSON over the last run's COCO file.
+
+Every tool names an image's JSON ``NAME.json``, so a folder holds one kind of job's outputs: a run notes
+its kind in ``OUT/.fgdense-job.txt``, and a run of another kind (grounding into a folder of segmentations)
+stops with one line before it writes, unless ``--overwrite`` says to replace them.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import warnings
 from pathlib import Path
 
 from ..errors import OutputError
-from ..io.files import write_all
+from ..io.files import write_all, write_text
 
 LOCK_NAME = ".fgdense-run.lock"
 RESERVED_NAME = ".fgdense-reserved.txt"  # ends in .txt: no image output does
+JOB_NAME = ".fgdense-job.txt"  # the kind of job whose outputs the folder holds
 
 try:
     import fcntl
@@ -125,4 +130,22 @@ def note_reserved(out, names) -> None:
     write_all([(Path(out) / RESERVED_NAME, write)])
 
 
-__all__ = ["FolderLock", "LOCK_NAME", "RESERVED_NAME", "lock_path", "note_reserved", "reserved_names"]
+def claim(out, kind: str, overwrite: bool = False) -> None:
+    """Note that ``out`` holds ``kind`` outputs; refuse (:class:`OutputError`) when it holds another kind's,
+    which this run would write over, unless ``overwrite``. Called by the run holding the folder's lock."""
+    path = Path(out) / JOB_NAME
+    try:
+        holds = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        holds = ""
+    if holds == kind:
+        return
+    if holds and not overwrite:
+        raise OutputError(f"the output folder {out} holds the outputs of a {holds!r} run, which this {kind!r} run "
+                          "would write over (both name an image's JSON NAME.json): choose another output folder, "
+                          "or pass --overwrite to replace them")
+    write_all([(path, write_text(kind + "\n"))])
+
+
+__all__ = ["FolderLock", "JOB_NAME", "LOCK_NAME", "RESERVED_NAME", "claim", "lock_path", "note_reserved",
+           "reserved_names"]

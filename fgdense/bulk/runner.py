@@ -34,7 +34,7 @@ from ..io.files import write_json
 from ..io.sources import Sources, shard
 from . import coco as coco_file
 from .distributed import Ranks, gather
-from .folder import FolderLock, note_reserved
+from .folder import FolderLock, claim, note_reserved
 from .jobs import Job, Prepared, Preparer, outputs_complete, run_hash
 from .options import RunOptions
 from .summary import ShareCounts, bad_list_path, describe, merge, write_bad_list
@@ -202,7 +202,7 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
     folder is locked for the run: a second run into it stops with one line (:mod:`fgdense.bulk.folder`).
     """
     check_workers(options.workers, "workers")
-    lock = _lock(Path(options.out), ranks)
+    lock = _lock(Path(options.out), ranks, job.kind, options.overwrite)
     try:
         if ranks.main and options.reserved:
             note_reserved(options.out, options.reserved)
@@ -212,13 +212,18 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
             lock.release()
 
 
-def _lock(out: Path, ranks: Ranks) -> FolderLock | None:
-    """The main process locks the output folder; every process stops if it could not (the others learn it here)."""
+def _lock(out: Path, ranks: Ranks, kind: str, overwrite: bool) -> FolderLock | None:
+    """The main process locks the output folder and claims it for ``kind`` (:func:`folder.claim`); every
+    process stops if it could not (the others learn it here)."""
     lock, problem = None, None
     if ranks.main:
         try:
             lock = FolderLock(out).acquire()
+            claim(out, kind, overwrite)
         except OutputError as err:
+            if lock is not None:
+                lock.release()
+                lock = None
             problem = str(err)
     problem = gather(problem)[0]
     if problem is not None:
