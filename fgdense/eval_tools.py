@@ -12,10 +12,13 @@ from pathlib import Path
 from . import cli
 
 
+PLOT = "plot.png"  # --plot's picture, in the output folder beside report.json
+
+
 def check_eval_args(args, inputs: dict) -> tuple[Path, Path]:
-    """The run flags (``--workers``, ``--batch-size``, ``--max-patches``, ``--max-images``) and the output
-    folder checked before any model work; ``inputs`` (name -> path) are never written over. Returns
-    (output folder, report path)."""
+    """The run flags (``--workers``, ``--batch-size``, ``--max-patches``, ``--max-images``, and ``--plot``
+    with ``--font`` where the tool has them) and the output folder checked before any model work; ``inputs``
+    (name -> path) are never written over. Returns (output folder, report path)."""
     from .errors import DatasetError, FGDenseError
     from .io.files import check_output_folder, check_outputs
 
@@ -30,9 +33,16 @@ def check_eval_args(args, inputs: dict) -> tuple[Path, Path]:
     args.max_patches = cli.max_patches_setting(args.max_patches)
     if args.max_images is not None and args.max_images < 0:
         raise FGDenseError("--max-images must be >= 0")
+    font = getattr(args, "font", None)
+    if font:
+        from .io.fonts import choose_font
+
+        choose_font([], font, warn=False)  # a font that is not there or not a font: one line now, not after the run
     out = check_output_folder(args.out)
     report = out / "report.json"
-    check_outputs({"report": report}, {k: v for k, v in inputs.items() if v}, folders=False)
+    plot = out / PLOT if getattr(args, "plot", False) else None
+    check_outputs({"report": report, "plot": plot}, {**{k: v for k, v in inputs.items() if v}, "font": font},
+                  folders=False)
     return out, report
 
 
@@ -48,13 +58,15 @@ def joined(device):
         leave()
 
 
-def eval_ending(report: dict, report_path: Path, format_report, args, ranks) -> int:
-    """Rank 0 writes the report (all-or-nothing) and prints its table; the exit code."""
+def eval_ending(report: dict, report_path: Path, format_report, args, ranks, report_plot: bool = False) -> int:
+    """Rank 0 writes the report (all-or-nothing) and prints its table; with ``report_plot`` and ``--plot``
+    it then draws the report's picture (:mod:`fgdense.evaluation.plots`) beside it. The exit code."""
     from .evaluation.report import write_report
 
     if ranks.main:
         report["model"] = args.model
-        write_report(report, report_path, None, format_report(report))
+        plot = report_path.with_name(PLOT) if report_plot and args.plot else None
+        write_report(report, report_path, plot, format_report(report), getattr(args, "font", None))
     return 0
 
 

@@ -1,6 +1,8 @@
 """Zero-shot classification: per-image top-5 and top-1/top-5 equal to the official eval_IN1K.py formulation
-(benchmarks/reference.py), exactly; ImageFolder's class order and ImageNet-v2's numbered folders; the tool."""
+(benchmarks/reference.py), exactly; ImageFolder's class order and ImageNet-v2's numbered folders; the
+per-class numbers and confusion counts recounted from predictions.jsonl; the tool and its --plot."""
 
+import io
 import json
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from benchmarks.reference import official_zeroshot
 from conftest import CHECKPOINT
 from fgdense import Embedder, FGCLIP2ImageProcessor, FGCLIP2Model, load_tokenizer
 from fgdense.errors import DatasetError
+from fgdense.evaluation.plots import confusion_of
 from fgdense.evaluation.zeroshot import evaluate_zeroshot, imagenet_classnames
 from fgdense.prompts import imagenet_templates
 
@@ -42,6 +45,34 @@ def make_folders(root: Path, folders: list[str], labels: list[int], seed: int = 
     return samples
 
 
+def recount(rows: list[dict], names: list[str]) -> tuple[dict, dict]:
+    """per_category and confusion counted here from the per-image rows, independently of the package."""
+    per, confusion = {}, {}
+    for index, name in enumerate(names):
+        mine = [r["top5"] for r in rows if r["label"] == index and "top5" in r]
+        per[str(index)] = {"name": name, "images": len(mine),
+                           "top1": sum(top[0] == index for top in mine) / len(mine) if mine else None,
+                           "top5": sum(index in top for top in mine) / len(mine) if mine else None}
+        for top in mine:
+            cell = confusion.setdefault(str(index), {})
+            cell[str(top[0])] = cell.get(str(top[0]), 0) + 1
+    return per, confusion
+
+
+def check_breakdown(report: dict, rows: list[dict], names: list[str]) -> None:
+    """The per-class numbers and confusion counts equal those recounted from predictions.jsonl, and add up
+    to the headline numbers."""
+    per, confusion = recount(rows, names)
+    assert report["per_category"] == per
+    assert report["confusion"] == confusion
+    scored = [c for c in report["per_category"].values() if c["images"]]
+    assert sum(c["images"] for c in scored) == report["images"]
+    assert sum(n for row in report["confusion"].values() for n in row.values()) == report["images"]
+    assert sum(c["top1"] * c["images"] for c in scored) / report["images"] == pytest.approx(report["top1"], abs=1e-12)
+    assert sum(c["top5"] * c["images"] for c in scored) / report["images"] == pytest.approx(report["top5"], abs=1e-12)
+    assert all(n > 0 for row in report["confusion"].values() for n in row.values())  # sparse: no zero cells
+
+
 @pytest.mark.parametrize("layout", ["synsets", "numbered"])
 def test_top1_top5_and_every_image_equal_the_official_protocol(tmp_path, parts, layout):
     model, processor, tokenizer = parts
@@ -59,6 +90,20 @@ def test_top1_top5_and_every_image_equal_the_official_protocol(tmp_path, parts, 
     assert [r["top5"] for r in rows] == expected["tops"]
     assert (report["top1"], report["top5"]) == (expected["top1"], expected["top5"])
     assert report["images"] == len(samples) and report["classes"] == 7 and report["templates"] == 4
+    check_breakdown(report, rows, NAMES)
+
+
+def test_a_class_without_images_has_no_accuracy_and_no_confusion_row(tmp_path, parts):
+    names = [f"class {i}" for i in range(6)]
+    make_folders(tmp_path / "v2", ["0", "3", "4"], [0, 3, 4])  # classes 1, 2 and 5 have no images
+    out = tmp_path / "out"
+    report = evaluate_zeroshot(Embedder(*parts, max_num_patches=64), tmp_path / "v2", names, ["{}"], out=out,
+                               progress=False)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    check_breakdown(report, rows, names)
+    assert report["per_category"]["1"] == {"name": "class 1", "images": 0, "top1": None, "top5": None}
+    assert set(report["confusion"]) == {"0", "3", "4"}
+    assert [report["per_category"][k]["images"] for k in ("0", "3", "4")] == [2, 3, 2]
 
 
 def test_numbered_folders_map_by_number_not_by_sort_order(tmp_path, parts):
@@ -86,11 +131,22 @@ def test_the_tool_writes_the_report(tmp_path):
     command = [sys.executable, str(ROOT / "tools" / "eval_zeroshot.py"), "--images", str(tmp_path / "val"),
                "--classnames", str(names), "--model", str(CHECKPOINT), "--out", str(out), "--device", "cpu",
                "--quiet", "--workers", "0", "--max-patches", "64"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command + ["--plot"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["images"] == 7 and report["classes"] == 3 and report["templates"] == 80
     assert 0 <= report["top1"] <= report["top5"] == 1.0  # three classes: always within the best five
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    check_breakdown(report, rows, ["Red Fox", "金毛犬", "tabby cat"])
+    confusion = confusion_of(report)  # the picture reads the JSON report as a zero-shot one
+    assert (confusion.kind, confusion.unit, confusion.noun) == ("zero-shot classification", "images",
+                                                                 ("class", "classes"))
+    assert "on 7 images" in confusion.summary and confusion.names == ["Red Fox", "金毛犬", "tabby cat"]
+    assert f"plot written to {out / 'plot.png'}" in done.stdout.splitlines()
+    with Image.open(io.BytesIO((out / "plot.png").read_bytes())) as picture:
+        assert picture.format == "PNG"
+        picture.load()  # a truncated file fails here
+        assert picture.size[0] > 1000
     empty = tmp_path / "empty"
     empty.mkdir()
     failed = subprocess.run(command[:2] + ["--images", str(empty), "--out", str(tmp_path / "o2"), "--model",

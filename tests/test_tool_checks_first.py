@@ -30,6 +30,8 @@ CASES = {  # tool -> (arguments after the tool, words the one-line error must ho
     "eval-retrieval-dci-folder": ("eval_retrieval.py", ["--ann", "IMAGES", "--protocol", "dci", "--images", "IMAGES"],
                                   "holds no image with a caption"),
     "eval-zeroshot-missing-images": ("eval_zeroshot.py", ["--images", "MISSING/val"], "does not exist"),
+    "eval-zeroshot-plot-missing-font": ("eval_zeroshot.py", ["--images", "IMAGES", "--plot", "--font", "MISSING/f.ttf"],
+                                        "font"),
     "search-missing-images": ("search.py", ["index", "MISSING/photos"], "does not exist"),
     "classify-missing-boxes-file": ("classify_boxes.py", ["IMAGE", "--labels", "cat", "--boxes", "MISSING/b.json"],
                                     "does not exist"),

@@ -2,7 +2,7 @@
 
     python tools/eval_zeroshot.py --images imagenet/val [--model CKPT] [--out zeroshot_out]
     python tools/eval_zeroshot.py --images imagenetv2-matched-frequency-format-val      # folders 0..999
-    python tools/eval_zeroshot.py --images my_set --classnames names.txt [--templates templates.txt]
+    python tools/eval_zeroshot.py --images my_set --classnames names.txt [--templates templates.txt] [--plot]
     torchrun --nproc_per_node K tools/eval_zeroshot.py ...      # shards images over K processes
 
 The protocol of the official eval_IN1K.py / inv2.py: each class name put into every template (default
@@ -10,8 +10,11 @@ CLIP's 80 ImageNet templates), lower-cased, short walk, 64 tokens, the normalise
 images at a fixed 1024-patch budget; sigmoid(scale * cos + bias). A class is a sub-folder of --images:
 its index is its place among the sorted folder names, or the folder's number when every name is a number
 (ImageNet-v2). --classnames gives one name per line in index order (default ImageNet-1k's 1000). Writes
-into --out report.json (top1, top5 as fractions, and the counts) and records/ (one per image): the same
-command again skips the images already classified (--overwrite redoes them).
+into --out report.json (top1, top5 as fractions, the counts, per-class accuracy and the top-1 confusion
+counts), predictions.jsonl (each image's five best classes) and records/ (one per image): the same command
+again skips the images already classified (--overwrite redoes them). --plot also writes plot.png beside the
+report: the confusion matrix of the most confused classes (rows normalised) and per-class top-1 accuracy,
+worst first.
 """
 
 import sys
@@ -23,13 +26,16 @@ from fgdense import cli  # noqa: E402
 
 
 def parse_args(argv):
-    parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json and records/ (created; "
-                        "default ./zeroshot_out)", out_default="zeroshot_out", precision="fp32", max_patches="1024")
+    parser = cli.parser(__doc__.splitlines()[0], out_help="output folder for report.json, predictions.jsonl, "
+                        "records/ and plot.png (created; default ./zeroshot_out)", out_default="zeroshot_out",
+                        precision="fp32", max_patches="1024", font=True)
     parser.add_argument("--images", required=True, help="folder of class folders of images (ImageFolder layout)")
     parser.add_argument("--classnames", help="class names, one per line in class-index order (default: ImageNet-1k's)")
     parser.add_argument("--templates", help="prompt templates, one per line with {} for the name (default: CLIP's 80)")
     cli.run_flags(parser)
     parser.add_argument("--max-images", type=int, help="only the first N images (quick looks; report says incomplete)")
+    parser.add_argument("--plot", action="store_true", help="also write plot.png: the most confused classes' "
+                        "confusion matrix and per-class top-1 accuracy")
     return parser.parse_args(argv)
 
 
@@ -52,7 +58,7 @@ def work(argv) -> int:
             report = evaluate_zeroshot(embedder, args.images, classnames, templates, out=out, workers=args.workers,
                                        max_images=args.max_images, overwrite=args.overwrite,
                                        progress=not args.quiet, status=cli.status)
-    return eval_ending(report, report_path, format_zeroshot_report, args, ranks)
+    return eval_ending(report, report_path, format_zeroshot_report, args, ranks, report_plot=True)
 
 
 def main(argv=None) -> int:

@@ -1,12 +1,14 @@
 """A picture of an evaluation report: what is mistaken for what, and how well each category does.
 
-One PNG per report (``--plot`` of ``tools/eval_boxclass.py`` and ``tools/eval_segmentation.py``):
+One PNG per report (``--plot`` of ``tools/eval_boxclass.py``, ``tools/eval_segmentation.py`` and
+``tools/eval_zeroshot.py``):
 
 * left, the confusion matrix of the categories most involved in mistakes (off-diagonal counts as the
   true category plus as the predicted one), rows normalised so each row says where that category's
-  annotations (pixels) went; an ``(other)`` column holds what went to categories not shown (and, in
-  segmentation, to "no class"), so every row sums to 100 %;
-* right, per-category top-1 accuracy (box classification) or IoU (segmentation) as bars, worst first.
+  annotations (pixels, images) went; an ``(other)`` column holds what went to categories not shown (and,
+  in segmentation, to "no class"), so every row sums to 100 %;
+* right, per-category top-1 accuracy (box classification, zero-shot) or IoU (segmentation) as bars,
+  worst first.
 
 Everything comes from the report (its ``confusion`` counts), so two runs' pictures, before and after
 fine-tuning, are drawn the same way. matplotlib (Agg, no pyplot state) is imported only when a picture
@@ -34,16 +36,18 @@ OTHER = "(other)"
 
 @dataclass
 class Confusion:
-    """A report's confusion counts and per-category scores, the same for both kinds of evaluation."""
+    """A report's confusion counts and per-category scores, the same for every kind of evaluation."""
 
-    kind: str                   # "box classification" or "segmentation"
+    kind: str                   # "box classification", "zero-shot classification" or "segmentation"
     names: list[str]            # every category, in the report's order
     cells: dict                 # (true index, predicted index) -> count, non-zero only; index K = "no class"
     scores: list[float | None]  # per category: top-1 accuracy or IoU; None where not scored
     score_name: str             # "top-1 accuracy" or "IoU"
-    unit: str                   # what a count counts: "annotations" or "pixels"
+    unit: str                   # what a count counts: "annotations", "images" or "pixels"
     noun: tuple[str, str]       # ("category", "categories") or ("class", "classes")
     summary: str                # the headline numbers, for the picture's title
+    overall: float | None       # the headline score the bars are drawn against (a dashed line)
+    overall_name: str           # what it is, for the bars' title: "over all annotations", "mIoU"
 
     @property
     def counts(self) -> np.ndarray:
@@ -66,18 +70,23 @@ class Shown:
 
 
 def confusion_of(report: dict) -> Confusion:
-    """The confusion counts and scores of a box-classification or segmentation report."""
+    """The confusion counts and scores of a box-classification, zero-shot or segmentation report."""
     if "confusion" not in report:
         raise FGDenseError("this report has no confusion counts (written by an older fgdense); evaluate again to "
                            "draw its picture")
-    if "per_category" in report:  # box classification: keyed by category id
+    if "per_category" in report:  # box classification and zero-shot: keyed by category (class) id
         ids = list(report["per_category"])
         names = [report["per_category"][cid]["name"] for cid in ids]
         scores = [report["per_category"][cid]["top1"] for cid in ids]
         column = {cid: j for j, cid in enumerate(ids)}
-        kind, score_name, unit, noun = "box classification", "top-1 accuracy", "annotations", ("category", "categories")
-        summary = (f"top-1 {_pct(report['top1'])}, top-5 {_pct(report['top5'])} on {report['evaluated']} "
-                   f"annotations")
+        score_name = "top-1 accuracy"
+        if "templates" in report:  # only the zero-shot report counts prompt templates
+            kind, unit, noun, scored = "zero-shot classification", "images", ("class", "classes"), report["images"]
+        else:
+            kind, unit, noun, scored = "box classification", "annotations", ("category", "categories"), \
+                report["evaluated"]
+        summary = f"top-1 {_pct(report['top1'])}, top-5 {_pct(report['top5'])} on {scored} {unit}"
+        overall, overall_name = report.get("top1"), f"over all {unit}"
     elif "per_class" in report:  # segmentation: keyed by class index, index C = "no class"
         ids = [str(i) for i in range(len(report["per_class"]))]
         names = [row["class"] for row in report["per_class"]]
@@ -86,8 +95,10 @@ def confusion_of(report: dict) -> Confusion:
         kind, score_name, unit, noun = "segmentation", "IoU", "pixels", ("class", "classes")
         summary = (f"mIoU {_pct(report['miou'])}, pixel accuracy {_pct(report['pixel_accuracy'])} on "
                    f"{report.get('images_scored', report.get('images', 0))} images")
+        overall, overall_name = report.get("miou"), "mIoU"
     else:
-        raise FGDenseError("not a box-classification or segmentation report (no per_category / per_class)")
+        raise FGDenseError("not a box-classification, zero-shot or segmentation report (no per_category / "
+                           "per_class)")
     row = {cid: i for i, cid in enumerate(ids)}
     cells = {(row[truth], column[guess]): int(n) for truth, predicted in report["confusion"].items()
              for guess, n in predicted.items() if n}
@@ -95,7 +106,7 @@ def confusion_of(report: dict) -> Confusion:
         summary += f", model {report['model']}"
     if not report.get("complete", True):
         summary += " (incomplete run)"
-    return Confusion(kind, names, cells, scores, score_name, unit, noun, summary)
+    return Confusion(kind, names, cells, scores, score_name, unit, noun, summary, overall, overall_name)
 
 
 def most_confused(counts, top: int = TOP, size: int | None = None) -> list[int]:
@@ -165,7 +176,7 @@ def plot_png(report: dict, top: int = TOP, bars: int = BARS, font: str | None = 
         figure = Figure(figsize=(15, max(4.5, 2.0 + 0.3 * rows)), layout="constrained")
         matrix_axes, bar_axes = figure.subplots(1, 2, width_ratios=[1.25, 1])
         _draw_matrix(matrix_axes, figure, confusion, shown, lettering.drawable)
-        _draw_bars(bar_axes, confusion, worst, report, lettering.drawable)
+        _draw_bars(bar_axes, confusion, worst, lettering.drawable)
         figure.suptitle(lettering.drawable(f"{confusion.kind}: {confusion.summary}"), fontsize=11)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=100)
@@ -187,7 +198,7 @@ def write_plot(report: dict, top: int = TOP, bars: int = BARS, font: str | None 
 def _draw_matrix(axes, figure, confusion: Confusion, shown: Shown, drawable) -> None:
     n, total = len(shown.order), shown.total
     if not n:
-        _nothing(axes, "confusion matrix: nothing was scored")
+        _nothing(axes, "confusion matrix: nothing was scored", confusion.unit)
         return
     one, many = confusion.noun
     which = (f"the one {one}" if total == 1 else f"all {total} {many}" if n == total
@@ -208,15 +219,14 @@ def _draw_matrix(axes, figure, confusion: Confusion, shown: Shown, drawable) -> 
                           color="white" if value > 0.5 else "black")
 
 
-def _draw_bars(axes, confusion: Confusion, worst, report: dict, drawable) -> None:
+def _draw_bars(axes, confusion: Confusion, worst, drawable) -> None:
     scored = sum(s is not None for s in confusion.scores)
     if not worst:
-        _nothing(axes, f"{confusion.score_name}: nothing was scored")
+        _nothing(axes, f"{confusion.score_name}: nothing was scored", confusion.unit)
         return
     which = "" if len(worst) == scored else f" (the {len(worst)} lowest of {scored})"
-    overall = report.get("top1") if confusion.kind == "box classification" else report.get("miou")
-    line = "" if overall is None else (", dashed: over all annotations" if confusion.kind == "box classification"
-                                       else ", dashed: mIoU")
+    overall = confusion.overall
+    line = "" if overall is None else f", dashed: {confusion.overall_name}"
     axes.set_title(f"{confusion.score_name} per {confusion.noun[0]}, %{which}{line}")
     values = [100 * s for _, s in worst]
     axes.barh(range(len(worst)), values, color="#4c72b0")
@@ -229,9 +239,9 @@ def _draw_bars(axes, confusion: Confusion, worst, report: dict, drawable) -> Non
         axes.axvline(100 * overall, color="#c44e52", linestyle="--", linewidth=1)
 
 
-def _nothing(axes, title: str) -> None:
+def _nothing(axes, title: str, unit: str) -> None:
     axes.set_title(title)
-    axes.text(0.5, 0.5, "no annotations or pixels were scored", ha="center", va="center", transform=axes.transAxes)
+    axes.text(0.5, 0.5, f"no {unit} were scored", ha="center", va="center", transform=axes.transAxes)
     axes.set_axis_off()
 
 

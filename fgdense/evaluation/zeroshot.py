@@ -10,11 +10,15 @@ cos + logit_bias), and top-1 / top-5 are read from it.
 A class is a sub-folder of the images folder. Its index is its place among the sorted folder names (as
 torchvision's ImageFolder: ImageNet-1k's synset folders), or, when every folder name is a number, that
 number (ImageNet-v2's folders ``0`` to ``999``). The class names file gives one name per line in index order.
+
+Beside the official headline numbers the report keeps each class's accuracy and the top-1 confusion
+counts, so :mod:`fgdense.evaluation.plots` can draw what is mistaken for what from the report alone.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from ..embed import Embedder, sigmoid_scores
 from ..errors import DatasetError
 from ..io.files import write_all, write_text
 from ..prompts import TextEncoder, imagenet_templates
+from .boxclass_report import fraction, sparse_confusion
 from .embedding_runs import ImageEmbeddingJob, bad_counts, checked_inputs, run_images
 
 BUDGET = 1024  # the official zero-shot scripts' fixed patch budget
@@ -75,6 +80,27 @@ def class_embeddings(task: Embedder, names: list[str], templates, progress: bool
     return encoder.group_embeddings([[t.format(name) for t in templates] for name in names], progress=progress)
 
 
+def class_breakdown(names: list[str], rows: list[dict]) -> dict:
+    """Per class (keyed by index string) its images and top-1 / top-5 accuracy (None: no image), and the
+    top-1 confusion counts (true class -> predicted class -> images, non-zero cells only): the shape of box
+    classification's report, so its picture (:mod:`.plots`) is drawn the same way. Sparse, so 1000 classes
+    never make a dense 1000 x 1000 matrix in the JSON."""
+    images, right1, right5 = Counter(), Counter(), Counter()
+    confusion: Counter = Counter()
+    for row in rows:
+        if "top5" not in row:  # skipped: not scored, as in the headline numbers
+            continue
+        label, top = row["label"], row["top5"]
+        images[label] += 1
+        right1[label] += top[0] == label
+        right5[label] += label in top
+        confusion[label, top[0]] += 1
+    keys = [str(i) for i in range(len(names))]
+    per_category = {key: {"name": name, "images": images[i], "top1": fraction(right1[i], images[i]),
+                          "top5": fraction(right5[i], images[i])} for i, (key, name) in enumerate(zip(keys, names))}
+    return {"per_category": per_category, "confusion": sparse_confusion(confusion, keys)}
+
+
 class ZeroShotJob(ImageEmbeddingJob):
     """One image: its embedding against every class; outcome, the top-5 class indices."""
 
@@ -97,7 +123,8 @@ def evaluate_zeroshot(embedder, images_dir, classnames=None, templates=None, *, 
     on the class folders of ``images_dir``. ``classnames``: a list or a file of one per line (default
     ImageNet's 1000); ``templates``: a list or file with ``{}`` for the name (default CLIP's 80, as the
     official script). ``out`` keeps one record per image (the same call again skips them) and
-    ``predictions.jsonl``: per image its class index and its five best."""
+    ``predictions.jsonl``: per image its class index and its five best. The report also holds ``per_category``
+    and ``confusion`` (:func:`class_breakdown`)."""
     task = embedder if isinstance(embedder, Embedder) else Embedder(embedder, precision="fp32", max_num_patches=BUDGET)
     root = checked_inputs(images_dir, workers, max_images)
     names = imagenet_classnames() if classnames is None else (
@@ -131,7 +158,8 @@ def evaluate_zeroshot(embedder, images_dir, classnames=None, templates=None, *, 
             "images": scored, "images_skipped": len(missing), "skipped_by_reason": bad_counts(missing),
             "classes": len(names), "templates": len(templates), "images_dir": str(root), "model": job.model_name,
             "model_fingerprint": job.fingerprint, "precision": task.settings.precision,
-            "max_num_patches": task.settings.max_num_patches or "checkpoint", "complete": max_images is None}
+            "max_num_patches": task.settings.max_num_patches or "checkpoint", "complete": max_images is None,
+            **class_breakdown(names, rows)}
 
 
 def format_zeroshot_report(report: dict) -> str:
