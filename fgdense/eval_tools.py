@@ -1,5 +1,6 @@
 """What the embedding-based evaluation tools (eval_fgovd, eval_retrieval, eval_zeroshot) share once their
-own flags are parsed: the run flags checked, torchrun joined and left, the report written by rank 0.
+own flags are parsed: the run flags checked, torchrun joined and left, the report written by rank 0, and
+the ``--plot`` picture checked first and written last.
 
 Imports nothing heavy at module level: ``--help`` answers before torch loads.
 """
@@ -36,6 +37,30 @@ def check_eval_args(args, inputs: dict) -> tuple[Path, Path]:
     return out, report
 
 
+def check_plot(args, out: Path, inputs: dict) -> Path | None:
+    """With ``--plot``, the picture's path (``OUT/plot.png``) checked before any model work: never one of
+    ``inputs`` (name -> path) or ``--font``, and ``--font`` a font; None without ``--plot``."""
+    if not args.plot:
+        return None
+    from .io.files import check_outputs
+    from .io.fonts import choose_font
+
+    plot = out / "plot.png"
+    check_outputs({"plot": plot}, {**inputs, "font": args.font}, folders=False)
+    if args.font:
+        choose_font([], args.font, warn=False)  # a font that is not there or not a font: one line now
+    return plot
+
+
+def write_sheet(path: Path, draw) -> None:
+    """Writes the picture ``draw()`` returns (a PIL image) whole at ``path`` and says so. Called after the
+    report is written: a picture that fails cannot cost the evaluation."""
+    from .io.files import write_all, write_picture
+
+    write_all([(path, write_picture(draw()))])
+    print(f"plot written to {path}")
+
+
 @contextlib.contextmanager
 def joined(device):
     """``(device, ranks)`` of this process inside torchrun's group (or alone); the group is left after."""
@@ -58,4 +83,4 @@ def eval_ending(report: dict, report_path: Path, format_report, args, ranks) -> 
     return 0
 
 
-__all__ = ["check_eval_args", "eval_ending", "joined"]
+__all__ = ["check_eval_args", "check_plot", "eval_ending", "joined", "write_sheet"]
