@@ -60,6 +60,7 @@ def test_outcomes_and_accuracy_equal_the_official_protocol(tmp_path, parts):
     assert [line["line"] for line in lines] == list(range(1, 15))
     assert [line["right"] for line in lines] == expected["outcomes"]
     np.testing.assert_allclose([line["first"] for line in lines], expected["first"], atol=2e-6)
+    np.testing.assert_allclose([line["best_prob"] for line in lines], expected["best_prob"], atol=2e-6)
     assert report["accuracy"] == expected["accuracy"] and report["boxes"] == expected["count"] == 14
     assert report["images"] == 4 and report["boxes_skipped"] == 0
     assert lines[6]["right"]  # its positive is also among its negatives: a tie, right
