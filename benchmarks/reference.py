@@ -180,14 +180,14 @@ def official_image_embedding(model, processor, image, **processing) -> torch.Ten
 def official_fgovd(model, processor, tokenizer, ann_file, images_dir) -> dict:
     """``fgovd_bbox_roi.py``: per JSONL line the image processed alone, the xywh box pooled by RoIAlign,
     positives then negatives lower-cased (box walk, 64 tokens), softmax(100 * cos); right when the first
-    text's probability equals the maximum. Returns ``accuracy``, ``count``, each line's outcome and the
-    first text's probability."""
+    text's probability equals the maximum. Returns ``accuracy``, ``count``, each line's outcome, the
+    first text's probability and the highest one (``best_prob``)."""
     import json
     from pathlib import Path
 
     from PIL import Image
 
-    outcomes, first = [], []
+    outcomes, first, best = [], [], []
     for line in Path(ann_file).read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
@@ -200,7 +200,9 @@ def official_fgovd(model, processor, tokenizer, ann_file, images_dir) -> dict:
         probability = (100.0 * region @ text.T).softmax(dim=-1)
         outcomes.append(bool(torch.equal(probability.max(), probability[0])))
         first.append(float(probability[0]))
-    return {"accuracy": sum(outcomes) / len(outcomes), "count": len(outcomes), "outcomes": outcomes, "first": first}
+        best.append(float(probability.max()))
+    return {"accuracy": sum(outcomes) / len(outcomes), "count": len(outcomes), "outcomes": outcomes, "first": first,
+            "best_prob": best}
 
 
 def official_recalls(similarity: torch.Tensor, owner: list[int], ks=(1, 5, 10)) -> dict:

@@ -1,5 +1,6 @@
 """What the embedding-based evaluation tools (eval_fgovd, eval_retrieval, eval_zeroshot) share once their
-own flags are parsed: the run flags checked, torchrun joined and left, the report written by rank 0.
+own flags are parsed: the run flags checked, torchrun joined and left, the report written by rank 0, and
+the ``--plot`` picture checked first and written last.
 
 Imports nothing heavy at module level: ``--help`` answers before torch loads.
 """
@@ -40,10 +41,24 @@ def check_eval_args(args, inputs: dict) -> tuple[Path, Path]:
         choose_font([], font, warn=False)  # a font that is not there or not a font: one line now, not after the run
     out = check_output_folder(args.out)
     report = out / "report.json"
-    plot = out / PLOT if getattr(args, "plot", False) else None
+    plot = plot_path(args, out)
     check_outputs({"report": report, "plot": plot}, {**{k: v for k, v in inputs.items() if v}, "font": font},
                   folders=False)
     return out, report
+
+
+def plot_path(args, out: Path) -> Path | None:
+    """``OUT/plot.png`` with ``--plot`` (checked by :func:`check_eval_args`), else None."""
+    return out / PLOT if getattr(args, "plot", False) else None
+
+
+def write_sheet(path: Path, draw) -> None:
+    """Writes the picture ``draw()`` returns (a PIL image) whole at ``path`` and says so. Called after the
+    report is written: a picture that fails cannot cost the evaluation."""
+    from .io.files import write_all, write_picture
+
+    write_all([(path, write_picture(draw()))])
+    print(f"plot written to {path}")
 
 
 @contextlib.contextmanager
@@ -70,4 +85,4 @@ def eval_ending(report: dict, report_path: Path, format_report, args, ranks, rep
     return 0
 
 
-__all__ = ["check_eval_args", "eval_ending", "joined"]
+__all__ = ["check_eval_args", "eval_ending", "joined", "plot_path", "write_sheet"]

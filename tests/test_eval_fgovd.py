@@ -1,6 +1,8 @@
 """FG-OVD evaluation: per-box outcomes and accuracy equal to the official fgovd_bbox_roi.py formulation
-(benchmarks/reference.py), exactly; ties right; bad lines one error; the tool's report and resume."""
+(benchmarks/reference.py), exactly; ties right; bad lines one error; the tool's report, resume and
+--plot (the wrong boxes, worst first)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,8 +15,9 @@ from PIL import Image
 from benchmarks.reference import official_fgovd
 from conftest import CHECKPOINT
 from fgdense import BoxClassifier, FGCLIP2ImageProcessor, FGCLIP2Model, load_tokenizer
-from fgdense.errors import DatasetError
+from fgdense.errors import DatasetError, FGDenseError
 from fgdense.evaluation.fgovd import evaluate_fgovd, load_fgovd
+from fgdense.evaluation.fgovd_plot import THUMB, worst_boxes, worst_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = ["Red", "dark Green", "light blue", "黄色", "Purple", "白色", "Grey"]
@@ -60,6 +63,7 @@ def test_outcomes_and_accuracy_equal_the_official_protocol(tmp_path, parts):
     assert [line["line"] for line in lines] == list(range(1, 15))
     assert [line["right"] for line in lines] == expected["outcomes"]
     np.testing.assert_allclose([line["first"] for line in lines], expected["first"], atol=2e-6)
+    np.testing.assert_allclose([line["best_prob"] for line in lines], expected["best_prob"], atol=2e-6)
     assert report["accuracy"] == expected["accuracy"] and report["boxes"] == expected["count"] == 14
     assert report["images"] == 4 and report["boxes_skipped"] == 0
     assert lines[6]["right"]  # its positive is also among its negatives: a tie, right
@@ -93,8 +97,13 @@ def test_the_tool_writes_the_report_and_resumes(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "tools" / "eval_fgovd.py"), "--ann", str(ann), "--images", str(images),
                "--model", str(CHECKPOINT), "--out", str(out), "--device", "cpu", "--quiet", "--workers", "0"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(command + ["--plot"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
+    assert f"plot written to {out / 'plot.png'}" in first.stdout
+    with Image.open(out / "plot.png") as plot:
+        plot.verify()  # a whole PNG
+    with Image.open(out / "plot.png") as plot:
+        assert plot.format == "PNG" and plot.height > 2 * THUMB  # rows of wrong boxes: the set has some
     report = json.loads((out / "report.json").read_text())
     assert report["boxes"] == 14 and report["lines"] == 14 and 0 <= report["accuracy"] <= 1
     assert "FG-OVD: accuracy" in first.stdout
@@ -104,3 +113,94 @@ def test_the_tool_writes_the_report_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")} == stamps
     assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]
+
+
+def outcome(line, right, first, best=1, best_prob=None):
+    row = {"line": line, "right": right, "first": first, "best": 0 if right else best}
+    return row if best_prob is None else dict(row, best_prob=best_prob)
+
+
+def test_the_worst_lines_are_the_wrong_ones_beaten_by_most_first():
+    predictions = [outcome(1, True, 0.9, best_prob=0.9), outcome(2, False, 0.1, best_prob=0.5),
+                   {"line": 3, "skipped": "degenerate_box", "detail": ""}, outcome(4, False, 0.05, best_prob=0.9),
+                   outcome(5, False, 0.3, best=2, best_prob=0.4), outcome(6, False, 0.2),  # an older record
+                   outcome(7, False, 0.5, best_prob=0.9), outcome(8, True, 0.01, best_prob=0.01)]
+    assert [p["line"] for p in worst_lines(predictions)] == [4, 2, 7, 5, 6]  # 7 ties 2 (0.4): file order
+    assert [p["line"] for p in worst_lines(predictions, 2)] == [4, 2]
+    assert worst_lines([p for p in predictions if p.get("right", True)]) == []
+
+
+def drawn_words(monkeypatch) -> list[str]:
+    """Every text the picture draws, in order (the words say which rows were chosen)."""
+    from PIL import ImageDraw
+
+    words = []
+    for name in ("text", "multiline_text"):
+        original = getattr(ImageDraw.ImageDraw, name)
+
+        def record(self, xy, text, *args, _original=original, **kwargs):
+            words.append(text)
+            return _original(self, xy, text, *args, **kwargs)
+        monkeypatch.setattr(ImageDraw.ImageDraw, name, record)
+    return words
+
+
+def test_the_picture_shows_the_worst_boxes_in_order_with_their_texts(tmp_path, monkeypatch):
+    ann, images = make_set(tmp_path)
+    lines = load_fgovd(ann)
+    predictions = [outcome(n, True, 0.9, best_prob=0.9) for n in range(1, 15)]
+    predictions[2] = outcome(3, False, 0.2, best=lines[2].positives, best_prob=0.7)
+    predictions[9] = outcome(10, False, 0.01, best=lines[9].positives + 1, best_prob=0.98)
+    words = drawn_words(monkeypatch)
+    sheet = worst_boxes(predictions, lines, images)
+    labels = [w for w in words if w.startswith("line ")]
+    assert labels == ["line 10: beaten by 0.970", "line 3: beaten by 0.500"]
+    assert "2 of 14 boxes wrong" in words[0]
+    body = "\n".join(words)
+    assert body.index(lines[9].texts[lines[9].positives + 1]) < body.index(lines[2].texts[lines[2].positives])
+    assert sheet.height > 2 * THUMB
+
+
+def test_a_run_with_every_box_right_draws_a_sheet_saying_so(tmp_path, monkeypatch):
+    ann, images = make_set(tmp_path)
+    lines = load_fgovd(ann)
+    words = drawn_words(monkeypatch)
+    sheet = worst_boxes([outcome(n, True, 0.9, best_prob=0.9) for n in range(1, 15)], lines, images)
+    assert "every box was right" in words and "0 of 14 boxes wrong" in words[0]
+    assert not any(w.startswith("line ") for w in words) and sheet.height < 2 * THUMB
+
+
+def run_tool_here(capsys, *argv) -> tuple[int, list[str]]:
+    """The tool in this process (no second torch import): its exit code and its stderr lines."""
+    spec = importlib.util.spec_from_file_location("eval_fgovd_tool", ROOT / "tools" / "eval_fgovd.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    code = tool.main([str(a) for a in argv])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_the_tool_checks_the_plot_path_and_font_before_any_work(tmp_path, capsys):
+    ann, images = make_set(tmp_path)
+    (tmp_path / "out" / "plot.png").mkdir(parents=True)  # a folder where the plot would go
+    never = ["--images", images, "--model", "never-loaded", "--plot"]
+    code, err = run_tool_here(capsys, "--ann", ann, "--out", tmp_path / "out", *never)
+    assert code != 0 and len(err) == 1 and "plot.png is a folder" in err[0], err
+    code, err = run_tool_here(capsys, "--ann", ann, "--out", tmp_path / "o2", "--font", tmp_path / "nope.otf", *never)
+    assert code != 0 and len(err) == 1 and "nope.otf does not exist" in err[0], err
+    ann.rename(tmp_path / "plot.png")  # the annotation file, named as the plot would be
+    code, err = run_tool_here(capsys, "--ann", tmp_path / "plot.png", "--out", tmp_path, *never)
+    assert code != 0 and len(err) == 1 and "is the annotation file" in err[0], err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "report.json").exists()
+
+
+def test_a_picture_that_fails_leaves_the_report_written(tmp_path, capsys, monkeypatch):
+    ann, images = make_set(tmp_path)
+
+    def fails(*args, **kwargs):
+        raise FGDenseError("the picture failed")
+    monkeypatch.setattr("fgdense.evaluation.fgovd_plot.worst_boxes", fails)
+    code, err = run_tool_here(capsys, "--ann", ann, "--images", images, "--model", CHECKPOINT, "--out",
+                              tmp_path / "out", "--device", "cpu", "--quiet", "--workers", "0", "--plot")
+    assert code != 0 and err == ["error: the picture failed"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["boxes"] == 14
+    assert not (tmp_path / "out" / "plot.png").exists()

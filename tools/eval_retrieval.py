@@ -41,10 +41,11 @@ def parse_args(argv):
 
 
 def work(argv) -> int:
-    from fgdense.eval_tools import check_eval_args, eval_ending, joined
+    from fgdense.eval_tools import check_eval_args, eval_ending, joined, plot_path, write_sheet
 
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"annotation file": args.ann})  # --plot's path and --font too
+    plot = plot_path(args, out)
     from fgdense.evaluation.retrieval_data import load_retrieval_set, protocol_named
 
     protocol = protocol_named(args.protocol)
@@ -61,15 +62,13 @@ def work(argv) -> int:
                                         max_images=args.max_images, overwrite=args.overwrite,
                                         progress=not args.quiet, status=cli.status)
     code = eval_ending(report, report_path, format_retrieval_report, args, ranks)
-    if args.plot and ranks.main:  # after the report is safe: a picture that fails cannot cost the evaluation
+    if plot and ranks.main:  # after the report is safe: a picture that fails cannot cost the evaluation
         import json
 
         from fgdense.evaluation.retrieval_plot import worst_queries
-        from fgdense.io.files import write_all, write_picture
 
         found = json.loads((out / "ranks.json").read_text(encoding="utf-8"))
-        write_all([(out / "plot.png", write_picture(worst_queries(found, args.font)))])
-        print(f"plot written to {out / 'plot.png'}")
+        write_sheet(plot, lambda: worst_queries(found, args.font))
     return code
 
 

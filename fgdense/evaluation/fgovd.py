@@ -41,6 +41,7 @@ class FGOVDLine:
     image: str
     xyxy: list[float]
     texts: list[str]  # positives, then negatives
+    positives: int = 1  # how many of the texts are positives
 
 
 def load_fgovd(path) -> list[FGOVDLine]:
@@ -67,7 +68,7 @@ def load_fgovd(path) -> list[FGOVDLine]:
                                f"pos_expression and neg_expression lists ({type(err).__name__}: {err})") from None
         if not positives or not all(isinstance(t, str) and t.strip() for t in positives + negatives):
             raise DatasetError(f"{path} line {number}: needs at least one positive text, and no blank text")
-        lines.append(FGOVDLine(image, [x, y, x + w, y + h], positives + negatives))
+        lines.append(FGOVDLine(image, [x, y, x + w, y + h], positives + negatives, len(positives)))
     if not lines:
         raise DatasetError(f"{path} holds no boxes")
     return lines
@@ -75,7 +76,8 @@ def load_fgovd(path) -> list[FGOVDLine]:
 
 class FGOVDJob(RecordJob):
     """One image: region embeddings of its boxes by :meth:`BoxClassifier.region_features`, each scored
-    against its own texts; outcome per box: right or not, and the first text's probability."""
+    against its own texts; outcome per box: right or not, the first text's probability, the best text's
+    index and probability (how far the first was beaten: the worst cases a picture shows)."""
 
     kind = "fg-ovd"
     preparer_class = BoxPreparer
@@ -98,8 +100,10 @@ class FGOVDJob(RecordJob):
                 cos = cosine(region[row : row + 1], flat[start : start + len(texts)])[0]
                 start += len(texts)
                 probability = torch.softmax(PROBABILITY_SCALE * cos, dim=-1)
+                best = int(probability.argmax())
                 outcomes.append({"right": bool(torch.equal(probability.max(), probability[0])),
-                                 "first": round(float(probability[0]), 6), "best": int(probability.argmax())})
+                                 "first": round(float(probability[0]), 6), "best": best,
+                                 "best_prob": round(float(probability[best]), 6)})
             results.append(outcomes)
         return results
 
@@ -116,7 +120,8 @@ def evaluate_fgovd(classifier, annotations, images_dir, *, out=None, workers: in
     """FG-OVD accuracy of ``classifier`` (a :class:`BoxClassifier`, or a model measured at fp32) on one
     JSONL file; returns the report (``accuracy`` a fraction, and the counts). ``out`` keeps a record per
     image, so the same call again skips the images done, and ``predictions.jsonl``: per box (file line)
-    whether it was right, the first text's probability and the best text's index. ``max_images``: only
+    whether it was right, the first text's probability, the best text's index and probability (``right``,
+    ``first``, ``best``, ``best_prob``; ``skipped`` with the reason instead). ``max_images``: only
     the file's first images."""
     task = classifier if isinstance(classifier, BoxClassifier) else BoxClassifier(classifier, precision="fp32")
     images_dir = checked_inputs(images_dir, workers, max_images)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ..errors import ImageLoadError
 from ..io.fonts import lettering_for
-from ..processing.image import load_image
+from ..io.thumbnails import thumbnail
 from .boxclass_data import image_path
 
 WORST = 10  # captions shown
@@ -22,12 +21,7 @@ ROW = THUMB + 30
 def _image(ranks: dict, index: int) -> Image.Image:
     name = ranks["images"][index]
     path = Path(name) if Path(name).is_absolute() else image_path(Path(ranks["images_dir"]), name)
-    try:
-        image = load_image(path)
-    except (ImageLoadError, TypeError):
-        return Image.new("RGB", (THUMB, THUMB), (90, 90, 90))
-    scale = THUMB / max(image.width, image.height)  # small images grow, large ones shrink: one size for all
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    return thumbnail(path, THUMB)
 
 
 def worst_queries(ranks: dict, font=None, count: int = WORST) -> Image.Image:

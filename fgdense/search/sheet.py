@@ -7,27 +7,13 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ..errors import ImageLoadError
 from ..io.fonts import lettering_for
-from ..processing.image import load_image
+from ..io.thumbnails import thumbnail
 
 THUMB = 192  # a thumbnail's longer side, pixels
 COLUMNS = 5
 CAPTION = 20  # pixels under each thumbnail for its rank and score
 HEADER = 40
-
-
-def _thumbnail(hit: dict) -> Image.Image:
-    try:
-        image = load_image(hit["image"])
-    except ImageLoadError:
-        return Image.new("RGB", (THUMB, THUMB), (90, 90, 90))  # a file gone since indexing: grey, not a stop
-    scale = THUMB / max(image.width, image.height)
-    thumb = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-    if "xyxy" in hit:
-        x1, y1, x2, y2 = (v * scale for v in hit["xyxy"])
-        ImageDraw.Draw(thumb).rectangle([x1, y1, x2, y2], outline=(255, 40, 40), width=3)
-    return thumb
 
 
 def contact_sheet(query: str, hits: list[dict], font=None) -> Image.Image:
@@ -40,7 +26,7 @@ def contact_sheet(query: str, hits: list[dict], font=None) -> Image.Image:
     draw.text((8, 8), lettering.drawable(query), fill=(0, 0, 0), font=lettering.font(22))
     for n, hit in enumerate(hits):
         x, y = (n % COLUMNS) * cell_w + 4, HEADER + (n // COLUMNS) * cell_h + 4
-        thumb = _thumbnail(hit)
+        thumb = thumbnail(hit["image"], THUMB, hit.get("xyxy"))
         sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
         score = hit.get("score", hit.get("cosine"))
         caption = f"#{n + 1}  {score:.3f}  {Path(hit['image']).name}"
