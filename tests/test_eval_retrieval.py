@@ -177,3 +177,19 @@ def test_a_missing_image_is_left_out_with_its_captions(tmp_path, parts):
         empty = tmp_path / "empty.json"
         empty.write_text("[]")
         evaluate_retrieval(Embedder(*parts), empty, images, "flickr", progress=False)
+
+
+def test_the_plot_wraps_a_long_chinese_caption_inside_its_column(tmp_path):
+    """Captions wrap by drawn width: 48 Chinese characters to a line (wrapped as letters were) ran past the
+    caption column into the thumbnails."""
+    import numpy as np
+
+    from fgdense.evaluation.retrieval_plot import TEXT_WIDTH, worst_queries
+
+    caption = "一只橘色的猫躺在窗台上晒太阳" * 6
+    ranks = {"t2i": [3], "owner": [0], "t2i_best": [1], "texts": [caption], "images": ["a.jpg", "b.jpg"],
+             "images_dir": str(tmp_path)}  # no such images: grey squares
+    sheet = np.asarray(worst_queries(ranks).convert("L"))
+    gap = sheet[60:, TEXT_WIDTH - 12:TEXT_WIDTH]  # between the caption column and the first thumbnail
+    assert gap.min() > 200, "caption text drawn across the column's edge"
+    assert (sheet[60:200, :TEXT_WIDTH - 12] < 128).sum() > 500  # and the caption was drawn
