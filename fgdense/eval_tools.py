@@ -55,10 +55,11 @@ def plot_path(args, out: Path) -> Path | None:
 def write_sheet(path: Path, draw) -> None:
     """Writes the picture ``draw()`` returns (a PIL image) whole at ``path`` and says so. Called after the
     report is written: a picture that fails cannot cost the evaluation."""
+    from .errors import printable
     from .io.files import write_all, write_picture
 
     write_all([(path, write_picture(draw()))])
-    print(f"plot written to {path}")
+    print(printable(f"plot written to {path}"))  # as the report's line: a control character in --out is shown, not run
 
 
 @contextlib.contextmanager
