@@ -170,6 +170,30 @@ def test_a_run_with_every_box_right_draws_a_sheet_saying_so(tmp_path, monkeypatc
     assert not any(w.startswith("line ") for w in words) and sheet.height < 2 * THUMB
 
 
+def test_a_long_or_many_lined_text_keeps_to_its_rows_and_shows_it_is_cut(tmp_path, monkeypatch):
+    """A text is shown in at most TEXT_LINES lines inside the sheet: the mark of a cut text ("…")
+    used to be drawn past the sheet's right edge, and a short text of many lines ("a\nb\n...") was drawn
+    whole, over the rows below."""
+    from fgdense.evaluation.fgovd_plot import TEXT_LINES, TEXT_WIDTH
+    from fgdense.io.fonts import lettering_for
+
+    ann, images = make_set(tmp_path)
+    rows = [json.loads(row) for row in ann.read_text().splitlines()]
+    rows[0]["pos_expression"], rows[0]["neg_expression"] = ["x" * 10000], ["\n".join("abcdefgh")]
+    ann.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    lines = load_fgovd(ann)
+    words = drawn_words(monkeypatch)
+    worst_boxes([outcome(1, False, 0.1, best=1, best_prob=0.9)], lines, images)
+    face = lettering_for(None, lines[0].texts).font(14)
+    drawn = [w for w in dict.fromkeys(words) if w.startswith(("x", "a"))]
+    parts = {part for w in drawn if "\n" in w for part in w.split("\n")}  # multiline_text draws each by text
+    shown = [w.split("\n") for w in drawn if w not in parts]
+    assert len(shown) == 2, words
+    for text in shown:
+        assert len(text) <= TEXT_LINES and all(face.getlength(part) <= TEXT_WIDTH - 8 for part in text), text
+    assert shown[0][-1].endswith("\u2026") and shown[1] == ["a b c d e f g h"]
+
+
 def run_tool_here(capsys, *argv) -> tuple[int, list[str]]:
     """The tool in this process (no second torch import): its exit code and its stderr lines."""
     spec = importlib.util.spec_from_file_location("eval_fgovd_tool", ROOT / "tools" / "eval_fgovd.py")

@@ -159,7 +159,7 @@ def test_segmentation_tool_writes_the_plot_beside_the_report(tmp_path, tiny_chec
     assert sum(sum(row.values()) for row in report["confusion"].values()) == report["scored_pixels"] == 21
     width, height = png_size((out / "plot.png").read_bytes())
     assert width >= 1000 and height >= 300
-    assert sorted(p.name for p in out.iterdir()) == ["plot.png", "records", "report.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["plot.png", "records", "report.json"]
 
 
 def run_seg_tool_here(capsys, *argv) -> tuple[int, list[str]]:

@@ -177,3 +177,25 @@ def test_a_missing_image_is_left_out_with_its_captions(tmp_path, parts):
         empty = tmp_path / "empty.json"
         empty.write_text("[]")
         evaluate_retrieval(Embedder(*parts), empty, images, "flickr", progress=False)
+
+
+def test_a_chinese_caption_keeps_to_its_column(monkeypatch):
+    """Captions were wrapped at 48 characters whatever their width: 48 Chinese characters are ~670 px,
+    drawn under the thumbnails beside them (the column is 420 px); a cut caption now ends in "\u2026"."""
+    from PIL import ImageDraw
+
+    from fgdense.evaluation.retrieval_plot import TEXT_WIDTH, worst_queries
+    from fgdense.io.fonts import lettering_for
+
+    caption = "一只猫坐在红色的沙发上，旁边有一个蓝色的杯子和一本打开的书" * 8
+    ranks = {"images": ["/nonexistent.png"], "images_dir": "/tmp", "t2i": [5], "texts": [caption], "owner": [0],
+             "t2i_best": [0]}
+    words = []
+    original = ImageDraw.ImageDraw.multiline_text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "multiline_text",
+                        lambda self, xy, text, *a, **k: (words.append(text), original(self, xy, text, *a, **k))[1])
+    worst_queries(ranks)
+    face = lettering_for(None, [caption]).font(14)
+    (shown,) = words
+    assert all(8 + face.getlength(line) <= TEXT_WIDTH - 8 for line in shown.split("\n")), shown
+    assert shown.endswith("\u2026")

@@ -3,12 +3,12 @@ the image it found first (from ``OUT/ranks.json``)."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from ..io.fonts import lettering_for
+from ..io.segment_pictures import shown_lines
 from ..io.thumbnails import thumbnail
 from .boxclass_data import image_path
 
@@ -35,7 +35,8 @@ def worst_queries(ranks: dict, font=None, count: int = WORST) -> Image.Image:
               font=title)
     for row, t in enumerate(order):
         y = 40 + row * ROW
-        lines = textwrap.wrap(lettering.drawable(ranks["texts"][t]), 48)[:8]
+        # wrapped by width, not by 48 characters: 48 Chinese ones ran under the thumbnails beside the column
+        lines = shown_lines(lettering.drawable(ranks["texts"][t]), small, TEXT_WIDTH - 16, 8)
         draw.text((8, y), f"rank {ranks['t2i'][t] + 1}", fill=(200, 0, 0), font=small)
         draw.multiline_text((8, y + 20), "\n".join(lines), fill="black", font=small)
         for column, index in enumerate((ranks["owner"][t], ranks["t2i_best"][t])):
