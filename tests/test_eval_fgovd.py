@@ -4,6 +4,7 @@
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,19 @@ def test_the_tool_checks_the_plot_path_and_font_before_any_work(tmp_path, capsys
     code, err = run_tool_here(capsys, "--ann", tmp_path / "plot.png", "--out", tmp_path, *never)
     assert code != 0 and len(err) == 1 and "is the annotation file" in err[0], err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "report.json").exists()
+
+
+def test_the_tool_never_writes_over_an_image_it_reads(tmp_path, capsys):
+    """An image of the set named plot.png in the output folder (--out the images folder) was replaced by
+    the picture: an input written over. The tool stops in one line before any work."""
+    ann, images = make_set(tmp_path)
+    shutil.copy(images / "val2017" / "0.png", images / "val2017" / "plot.png")
+    before = (images / "val2017" / "plot.png").read_bytes()
+    ann.write_text(ann.read_text().replace("val2017/0.png", "val2017/plot.png"), encoding="utf-8")
+    code, err = run_tool_here(capsys, "--ann", ann, "--images", images, "--out", images / "val2017", "--plot",
+                              "--model", CHECKPOINT)
+    assert code != 0 and len(err) == 1 and "plot.png is an image" in err[0], err
+    assert (images / "val2017" / "plot.png").read_bytes() == before
 
 
 def test_a_picture_that_fails_leaves_the_report_written(tmp_path, capsys, monkeypatch):

@@ -199,3 +199,18 @@ def test_a_chinese_caption_keeps_to_its_column(monkeypatch):
     (shown,) = words
     assert all(8 + face.getlength(line) <= TEXT_WIDTH - 8 for line in shown.split("\n")), shown
     assert shown.endswith("\u2026")
+
+
+def test_the_tool_never_writes_over_an_image_it_reads(tmp_path):
+    """--out the images folder with an image named plot.png: the picture replaced it. One line, before the
+    model loads (a model that is not there is never reached)."""
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "plot.png")
+    ann = tmp_path / "captions.txt"
+    ann.write_text("plot.png\ta red square\n", encoding="utf-8")
+    before = (tmp_path / "plot.png").read_bytes()
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "eval_retrieval.py"), "--ann", str(ann), "--protocol",
+                           "lit-cn", "--images", str(tmp_path), "--out", str(tmp_path), "--plot", "--model",
+                           str(tmp_path / "never-loaded")], capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(err) == 1 and "plot.png is an image the run reads" in err[0], err
+    assert (tmp_path / "plot.png").read_bytes() == before
