@@ -317,3 +317,20 @@ def test_a_huge_or_garbage_job_note_is_refused_in_a_short_line(tmp_path):
     assert len(str(refused.value)) < 600 and "\n" not in str(refused.value)
     claim(tmp_path, "segment", overwrite=True)
     assert (tmp_path / JOB_NAME).read_text() == "segment\n"
+
+
+def test_a_bulk_tool_never_writes_over_a_search_index(tmp_path, tiny_checkpoint, capsys):
+    """A search index's index.json is what segment writes for an image named index.jpg: segmenting into an
+    index folder replaced it (the index run claimed only its parts/ folder). One line, nothing written."""
+    photos(tmp_path / "imgs", 2)
+    out = tmp_path / "idx"
+    assert tool("search")(["index", str(tmp_path / "imgs"), "--out", str(out), "--model", str(tiny_checkpoint),
+                           "--max-patches", "16", "--quiet", "--workers", "0"]) == 0
+    index = (out / "index.json").read_bytes()
+    (tmp_path / "more").mkdir()
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "more" / "index.jpg")
+    capsys.readouterr()
+    assert tool("segment")(segment_args(tiny_checkpoint, out, tmp_path / "more")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds the outputs of a 'search index' run" in err[0], err
+    assert (out / "index.json").read_bytes() == index
