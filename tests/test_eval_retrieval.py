@@ -214,3 +214,18 @@ def test_the_tool_never_writes_over_an_image_it_reads(tmp_path):
     err = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(err) == 1 and "plot.png is an image the run reads" in err[0], err
     assert (tmp_path / "plot.png").read_bytes() == before
+
+
+def test_a_run_with_no_usable_image_draws_an_empty_sheet(tmp_path):
+    """Every image missing: --plot read a ranks.json the run had not written (a traceback, or an earlier
+    run's ranks drawn as this run's)."""
+    ann = tmp_path / "captions.txt"
+    ann.write_text("gone.png\ta red square\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ranks.json").write_text('{"stale": true}', encoding="utf-8")  # an earlier run's
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "eval_retrieval.py"), "--ann", str(ann), "--protocol",
+                           "lit-cn", "--images", str(tmp_path), "--out", str(out), "--plot", "--model", str(CHECKPOINT),
+                           "--quiet", "--workers", "0"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    assert json.loads((out / "ranks.json").read_text())["texts"] == [] and (out / "plot.png").is_file()

@@ -33,6 +33,8 @@ def worst_queries(ranks: dict, font=None, count: int = WORST) -> Image.Image:
     draw = ImageDraw.Draw(sheet)
     draw.text((8, 8), "captions that found their image worst: caption | its image | found first", fill="black",
               font=title)
+    if not order:
+        draw.text((8, 48), "no caption was scored", fill=(120, 120, 120), font=title)
     for row, t in enumerate(order):
         y = 40 + row * ROW
         # wrapped by width, not by 48 characters: 48 Chinese ones ran under the thumbnails beside the column
