@@ -47,6 +47,25 @@ def check_eval_args(args, inputs: dict) -> tuple[Path, Path]:
     return out, report
 
 
+def check_images_kept(outputs: dict, images_dir, names) -> None:
+    """Refuse (:class:`OutputError`) an output (name -> path or None) that is one of the images the run
+    reads (``names`` under ``images_dir``, or absolute): with --out the images folder, an image named
+    plot.png was replaced by the picture. Only images named as an output are looked at (one set lookup
+    per image, a file check for those)."""
+    from pathlib import PurePath
+
+    from .errors import OutputError
+    from .io.files import same_file
+
+    named = {Path(path).name: (label, path) for label, path in outputs.items() if path is not None}
+    for name in names:
+        if PurePath(name).name in named:
+            label, path = named[PurePath(name).name]
+            if same_file(Path(images_dir) / name, path):
+                raise OutputError(f"{label} {path} is an image the run reads ({name}); fgdense never writes over "
+                                  "its inputs: choose another output folder")
+
+
 def plot_path(args, out: Path) -> Path | None:
     """``OUT/plot.png`` with ``--plot`` (checked by :func:`check_eval_args`), else None."""
     return out / PLOT if getattr(args, "plot", False) else None
@@ -55,10 +74,11 @@ def plot_path(args, out: Path) -> Path | None:
 def write_sheet(path: Path, draw) -> None:
     """Writes the picture ``draw()`` returns (a PIL image) whole at ``path`` and says so. Called after the
     report is written: a picture that fails cannot cost the evaluation."""
+    from .errors import printable
     from .io.files import write_all, write_picture
 
     write_all([(path, write_picture(draw()))])
-    print(f"plot written to {path}")
+    print(printable(f"plot written to {path}"))  # as the report's line: a control character in --out is shown, not run
 
 
 @contextlib.contextmanager
@@ -85,4 +105,4 @@ def eval_ending(report: dict, report_path: Path, format_report, args, ranks, rep
     return 0
 
 
-__all__ = ["check_eval_args", "eval_ending", "joined", "plot_path", "write_sheet"]
+__all__ = ["check_eval_args", "check_images_kept", "eval_ending", "joined", "plot_path", "write_sheet"]

@@ -69,6 +69,38 @@ def test_another_tool_into_a_folder_of_outputs_stops_before_writing_over_them(tm
     assert (out / ".fgdense-job.txt").read_text() == "ground\n"
 
 
+def test_a_bulk_tool_and_an_evaluation_never_share_a_folder(tmp_path, tiny_checkpoint, capsys):
+    """An evaluation's report.json is what a bulk tool writes for an image named report.jpg: segmenting
+    into an evaluation's folder used to replace the report (the evaluation's records/ folder held the
+    claim, not the folder itself), and an evaluation into a folder of segmentations replaced that image's
+    JSON. Each stops in one line before writing; --overwrite lets it replace them."""
+    from test_eval_fgovd import make_set
+
+    ann, images = make_set(tmp_path / "set")
+    evaluation = ["--ann", str(ann), "--images", str(images), "--model", str(tiny_checkpoint), "--quiet",
+                  "--workers", "0", "--max-patches", "16"]
+    out = tmp_path / "eval"
+    assert tool("eval_fgovd")([*evaluation, "--out", str(out)]) == 0
+    report = (out / "report.json").read_bytes()
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "imgs" / "report.jpg")
+    capsys.readouterr()
+    assert tool("segment")(segment_args(tiny_checkpoint, out, tmp_path / "imgs")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds the outputs of" in err[0] and "--overwrite" in err[0], err
+    assert (out / "report.json").read_bytes() == report
+    segmented = tmp_path / "seg"
+    assert tool("segment")(segment_args(tiny_checkpoint, segmented, tmp_path / "imgs")) == 0
+    image_json = (segmented / "report.json").read_bytes()
+    capsys.readouterr()
+    assert tool("eval_fgovd")([*evaluation, "--out", str(segmented)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds the outputs of a 'segment' run" in err[0], err
+    assert (segmented / "report.json").read_bytes() == image_json and not (segmented / "records").exists()
+    assert tool("eval_fgovd")([*evaluation, "--out", str(out)]) == 0  # the same evaluation again: a rerun
+    assert tool("eval_fgovd")([*evaluation, "--out", str(segmented), "--overwrite"]) == 0
+
+
 def test_an_image_replaced_in_place_is_redone_and_the_others_skipped(tmp_path, tiny_checkpoint, capsys):
     images = photos(tmp_path / "imgs", 3)
     out = tmp_path / "out"
@@ -269,3 +301,36 @@ def test_a_filesystem_without_locks_warns_and_runs(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="cannot be locked .*No locks available"):
         lock = folder.FolderLock(tmp_path).acquire()
     lock.release()
+
+
+def test_a_huge_or_garbage_job_note_is_refused_in_a_short_line(tmp_path):
+    """A note that is not fgdense's (1 MB of bytes) used to be read whole and quoted whole: a one-line error
+    of megabytes (and a note of gigabytes read into memory)."""
+    import pytest
+
+    from fgdense.bulk.folder import JOB_NAME, claim
+    from fgdense.errors import OutputError
+
+    (tmp_path / JOB_NAME).write_bytes(bytes(range(256)) * 4096)
+    with pytest.raises(OutputError) as refused:
+        claim(tmp_path, "segment")
+    assert len(str(refused.value)) < 600 and "\n" not in str(refused.value)
+    claim(tmp_path, "segment", overwrite=True)
+    assert (tmp_path / JOB_NAME).read_text() == "segment\n"
+
+
+def test_a_bulk_tool_never_writes_over_a_search_index(tmp_path, tiny_checkpoint, capsys):
+    """A search index's index.json is what segment writes for an image named index.jpg: segmenting into an
+    index folder replaced it (the index run claimed only its parts/ folder). One line, nothing written."""
+    photos(tmp_path / "imgs", 2)
+    out = tmp_path / "idx"
+    assert tool("search")(["index", str(tmp_path / "imgs"), "--out", str(out), "--model", str(tiny_checkpoint),
+                           "--max-patches", "16", "--quiet", "--workers", "0"]) == 0
+    index = (out / "index.json").read_bytes()
+    (tmp_path / "more").mkdir()
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "more" / "index.jpg")
+    capsys.readouterr()
+    assert tool("segment")(segment_args(tiny_checkpoint, out, tmp_path / "more")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds the outputs of a 'search index' run" in err[0], err
+    assert (out / "index.json").read_bytes() == index

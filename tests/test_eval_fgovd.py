@@ -4,6 +4,7 @@
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,30 @@ def test_a_run_with_every_box_right_draws_a_sheet_saying_so(tmp_path, monkeypatc
     assert not any(w.startswith("line ") for w in words) and sheet.height < 2 * THUMB
 
 
+def test_a_long_or_many_lined_text_keeps_to_its_rows_and_shows_it_is_cut(tmp_path, monkeypatch):
+    """A text is shown in at most TEXT_LINES lines inside the sheet: the mark of a cut text ("…")
+    used to be drawn past the sheet's right edge, and a short text of many lines ("a\nb\n...") was drawn
+    whole, over the rows below."""
+    from fgdense.evaluation.fgovd_plot import TEXT_LINES, TEXT_WIDTH
+    from fgdense.io.fonts import lettering_for
+
+    ann, images = make_set(tmp_path)
+    rows = [json.loads(row) for row in ann.read_text().splitlines()]
+    rows[0]["pos_expression"], rows[0]["neg_expression"] = ["x" * 10000], ["\n".join("abcdefgh")]
+    ann.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    lines = load_fgovd(ann)
+    words = drawn_words(monkeypatch)
+    worst_boxes([outcome(1, False, 0.1, best=1, best_prob=0.9)], lines, images)
+    face = lettering_for(None, lines[0].texts).font(14)
+    drawn = [w for w in dict.fromkeys(words) if w.startswith(("x", "a"))]
+    parts = {part for w in drawn if "\n" in w for part in w.split("\n")}  # multiline_text draws each by text
+    shown = [w.split("\n") for w in drawn if w not in parts]
+    assert len(shown) == 2, words
+    for text in shown:
+        assert len(text) <= TEXT_LINES and all(face.getlength(part) <= TEXT_WIDTH - 8 for part in text), text
+    assert shown[0][-1].endswith("\u2026") and shown[1] == ["a b c d e f g h"]
+
+
 def run_tool_here(capsys, *argv) -> tuple[int, list[str]]:
     """The tool in this process (no second torch import): its exit code and its stderr lines."""
     spec = importlib.util.spec_from_file_location("eval_fgovd_tool", ROOT / "tools" / "eval_fgovd.py")
@@ -191,6 +216,19 @@ def test_the_tool_checks_the_plot_path_and_font_before_any_work(tmp_path, capsys
     code, err = run_tool_here(capsys, "--ann", tmp_path / "plot.png", "--out", tmp_path, *never)
     assert code != 0 and len(err) == 1 and "is the annotation file" in err[0], err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "report.json").exists()
+
+
+def test_the_tool_never_writes_over_an_image_it_reads(tmp_path, capsys):
+    """An image of the set named plot.png in the output folder (--out the images folder) was replaced by
+    the picture: an input written over. The tool stops in one line before any work."""
+    ann, images = make_set(tmp_path)
+    shutil.copy(images / "val2017" / "0.png", images / "val2017" / "plot.png")
+    before = (images / "val2017" / "plot.png").read_bytes()
+    ann.write_text(ann.read_text().replace("val2017/0.png", "val2017/plot.png"), encoding="utf-8")
+    code, err = run_tool_here(capsys, "--ann", ann, "--images", images, "--out", images / "val2017", "--plot",
+                              "--model", CHECKPOINT)
+    assert code != 0 and len(err) == 1 and "plot.png is an image" in err[0], err
+    assert (images / "val2017" / "plot.png").read_bytes() == before
 
 
 def test_a_picture_that_fails_leaves_the_report_written(tmp_path, capsys, monkeypatch):

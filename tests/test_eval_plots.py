@@ -159,7 +159,7 @@ def test_segmentation_tool_writes_the_plot_beside_the_report(tmp_path, tiny_chec
     assert sum(sum(row.values()) for row in report["confusion"].values()) == report["scored_pixels"] == 21
     width, height = png_size((out / "plot.png").read_bytes())
     assert width >= 1000 and height >= 300
-    assert sorted(p.name for p in out.iterdir()) == ["plot.png", "records", "report.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["plot.png", "records", "report.json"]
 
 
 def run_seg_tool_here(capsys, *argv) -> tuple[int, list[str]]:
@@ -262,3 +262,15 @@ def test_a_hundred_thousand_categories_are_counted_and_drawn_in_memory_that_foll
     assert shown.order == [5, 70_000, 99_999] and shown.rows[:, :3].tolist() == [[0.5, 0, 0.5], [1, 0, 0], [0, 0, 0]]
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024  # kilobytes on Linux
     assert grown < 500, f"{grown:.0f} MB for 100k categories and 3 boxes"
+
+
+def test_a_sheet_names_its_path_printably(tmp_path, capsys):
+    """The picture's line printed the output folder as given: an ESC in --out reached the terminal (the
+    report's line beside it was escaped)."""
+    from fgdense.eval_tools import write_sheet
+
+    folder = tmp_path / "o\x1b[31mred"
+    folder.mkdir()
+    write_sheet(folder / "plot.png", lambda: Image.new("RGB", (4, 4)))
+    said = capsys.readouterr().out
+    assert "\x1b" not in said and "\\x1b[31mred" in said and (folder / "plot.png").is_file()

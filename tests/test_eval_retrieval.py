@@ -179,17 +179,53 @@ def test_a_missing_image_is_left_out_with_its_captions(tmp_path, parts):
         evaluate_retrieval(Embedder(*parts), empty, images, "flickr", progress=False)
 
 
-def test_the_plot_wraps_a_long_chinese_caption_inside_its_column(tmp_path):
-    """Captions wrap by drawn width: 48 Chinese characters to a line (wrapped as letters were) ran past the
-    caption column into the thumbnails."""
-    import numpy as np
+def test_a_chinese_caption_keeps_to_its_column(monkeypatch):
+    """Captions were wrapped at 48 characters whatever their width: 48 Chinese characters are ~670 px,
+    drawn under the thumbnails beside them (the column is 420 px); a cut caption now ends in "\u2026"."""
+    from PIL import ImageDraw
 
     from fgdense.evaluation.retrieval_plot import TEXT_WIDTH, worst_queries
+    from fgdense.io.fonts import lettering_for
 
-    caption = "一只橘色的猫躺在窗台上晒太阳" * 6
-    ranks = {"t2i": [3], "owner": [0], "t2i_best": [1], "texts": [caption], "images": ["a.jpg", "b.jpg"],
-             "images_dir": str(tmp_path)}  # no such images: grey squares
-    sheet = np.asarray(worst_queries(ranks).convert("L"))
-    gap = sheet[60:, TEXT_WIDTH - 12:TEXT_WIDTH]  # between the caption column and the first thumbnail
-    assert gap.min() > 200, "caption text drawn across the column's edge"
-    assert (sheet[60:200, :TEXT_WIDTH - 12] < 128).sum() > 500  # and the caption was drawn
+    caption = "一只猫坐在红色的沙发上，旁边有一个蓝色的杯子和一本打开的书" * 8
+    ranks = {"images": ["/nonexistent.png"], "images_dir": "/tmp", "t2i": [5], "texts": [caption], "owner": [0],
+             "t2i_best": [0]}
+    words = []
+    original = ImageDraw.ImageDraw.multiline_text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "multiline_text",
+                        lambda self, xy, text, *a, **k: (words.append(text), original(self, xy, text, *a, **k))[1])
+    worst_queries(ranks)
+    face = lettering_for(None, [caption]).font(14)
+    (shown,) = words
+    assert all(8 + face.getlength(line) <= TEXT_WIDTH - 8 for line in shown.split("\n")), shown
+    assert shown.endswith("\u2026")
+
+
+def test_the_tool_never_writes_over_an_image_it_reads(tmp_path):
+    """--out the images folder with an image named plot.png: the picture replaced it. One line, before the
+    model loads (a model that is not there is never reached)."""
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "plot.png")
+    ann = tmp_path / "captions.txt"
+    ann.write_text("plot.png\ta red square\n", encoding="utf-8")
+    before = (tmp_path / "plot.png").read_bytes()
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "eval_retrieval.py"), "--ann", str(ann), "--protocol",
+                           "lit-cn", "--images", str(tmp_path), "--out", str(tmp_path), "--plot", "--model",
+                           str(tmp_path / "never-loaded")], capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(err) == 1 and "plot.png is an image the run reads" in err[0], err
+    assert (tmp_path / "plot.png").read_bytes() == before
+
+
+def test_a_run_with_no_usable_image_draws_an_empty_sheet(tmp_path):
+    """Every image missing: --plot read a ranks.json the run had not written (a traceback, or an earlier
+    run's ranks drawn as this run's)."""
+    ann = tmp_path / "captions.txt"
+    ann.write_text("gone.png\ta red square\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ranks.json").write_text('{"stale": true}', encoding="utf-8")  # an earlier run's
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "eval_retrieval.py"), "--ann", str(ann), "--protocol",
+                           "lit-cn", "--images", str(tmp_path), "--out", str(out), "--plot", "--model", str(CHECKPOINT),
+                           "--quiet", "--workers", "0"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    assert json.loads((out / "ranks.json").read_text())["texts"] == [] and (out / "plot.png").is_file()

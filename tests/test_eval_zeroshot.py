@@ -153,3 +153,20 @@ def test_the_tool_writes_the_report(tmp_path):
                                            str(CHECKPOINT), "--device", "cpu"], capture_output=True, text=True,
                             timeout=300)
     assert failed.returncode == 1 and "no class folders" in failed.stderr and failed.stderr.count("\n") == 1
+
+
+def test_the_tool_refuses_an_output_folder_inside_the_images(tmp_path):
+    """Every file in a class folder is one of its images: --out a class folder made the next run score its
+    own plot.png as an image of that class (and write the picture over it); --out the images folder made
+    records/ a class. One line, before the model loads."""
+    make_folders(tmp_path / "val", ["a", "b"], [0, 1])
+    (tmp_path / "names.txt").write_text("a\nb\n", encoding="utf-8")
+    for out in (tmp_path / "val", tmp_path / "val" / "a", tmp_path / "val" / "a" / "new"):
+        done = subprocess.run([sys.executable, str(ROOT / "tools" / "eval_zeroshot.py"), "--images",
+                               str(tmp_path / "val"), "--classnames", str(tmp_path / "names.txt"), "--out",
+                               str(out), "--plot", "--model", str(tmp_path / "never-loaded")],
+                              capture_output=True, text=True, timeout=300)
+        err = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(err) == 1 and "inside the images folder" in err[0], err
+    assert sorted(p.name for p in (tmp_path / "val" / "a").iterdir()) == ["img_0.jpg", "img_1.jpg"]
+    assert not (tmp_path / "val" / "a" / "new").exists()

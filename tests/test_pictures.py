@@ -229,3 +229,11 @@ def test_the_font_fallback_takes_the_system_font_with_the_glyphs_not_the_first(m
     monkeypatch.setattr(fonts, "_system_fonts", lambda: [display, serif])
     choice = fonts.choose_font(text)
     assert choice.path == serif and choice.missing == "♞" and len(recwarn.list) == 1
+
+
+def test_a_font_that_is_a_folder_is_named_as_one(tmp_path):
+    """--font FOLDER answered "font FOLDER does not exist", which it does."""
+    from fgdense.errors import FontError
+
+    with pytest.raises(FontError, match="is a folder"):
+        choose_font(["a"], str(tmp_path))

@@ -36,7 +36,7 @@ def parse_args(argv):
 
 
 def work(argv) -> int:
-    from fgdense.eval_tools import check_eval_args, eval_ending, joined, plot_path, write_sheet
+    from fgdense.eval_tools import check_eval_args, check_images_kept, eval_ending, joined, plot_path, write_sheet
 
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"annotation file": args.ann})  # --plot's path and --font too
@@ -46,6 +46,10 @@ def work(argv) -> int:
     from fgdense.evaluation.fgovd import evaluate_fgovd, format_fgovd_report, load_fgovd
 
     lines = load_fgovd(args.ann)  # a malformed file is one line before the model loads
+    from fgdense.evaluation.fgovd import PREDICTIONS
+
+    check_images_kept({"report": report_path, "predictions": out / PREDICTIONS, "plot": plot}, args.images,
+                      {line.image for line in lines})
     with joined(device) as (device, ranks):
         classifier = BoxClassifier.from_pretrained(
             args.model, device=device, precision=args.precision, text_mask=args.text_mask,
@@ -59,7 +63,6 @@ def work(argv) -> int:
     if plot and ranks.main:  # after the report is safe: a picture that fails cannot cost the evaluation
         import json
 
-        from fgdense.evaluation.fgovd import PREDICTIONS
         from fgdense.evaluation.fgovd_plot import worst_boxes
 
         rows = (out / PREDICTIONS).read_text(encoding="utf-8").splitlines()

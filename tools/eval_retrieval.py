@@ -41,7 +41,7 @@ def parse_args(argv):
 
 
 def work(argv) -> int:
-    from fgdense.eval_tools import check_eval_args, eval_ending, joined, plot_path, write_sheet
+    from fgdense.eval_tools import check_eval_args, check_images_kept, eval_ending, joined, plot_path, write_sheet
 
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"annotation file": args.ann})  # --plot's path and --font too
@@ -50,6 +50,7 @@ def work(argv) -> int:
 
     protocol = protocol_named(args.protocol)
     data = load_retrieval_set(args.ann, protocol)  # a malformed file is one line before torch loads
+    check_images_kept({"report": report_path, "ranks": out / "ranks.json", "plot": plot}, args.images, data.images)
     device = cli.device_of(args.device, args.model)
     from fgdense.embed import Embedder
     from fgdense.evaluation.retrieval import evaluate_retrieval, format_retrieval_report

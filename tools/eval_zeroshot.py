@@ -40,10 +40,15 @@ def parse_args(argv):
 
 
 def work(argv) -> int:
+    from fgdense.errors import OutputError
     from fgdense.eval_tools import check_eval_args, eval_ending, joined
 
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"class names file": args.classnames, "templates file": args.templates})
+    images, inside = Path(args.images).resolve(), out.resolve()
+    if inside == images or images in inside.parents:  # every file of a class folder is one of its images
+        raise OutputError(f"--out {out} is inside the images folder {args.images}: the next run would read its "
+                          "files (plot.png, records/) as images or classes; choose an output folder outside it")
     device = cli.device_of(args.device, args.model)
     from fgdense.embed import Embedder
     from fgdense.evaluation.zeroshot import evaluate_zeroshot, format_zeroshot_report, read_lines

@@ -68,6 +68,13 @@ def build(argv) -> int:
     options = plan(sources, out / "parts", "index", False, workers=cli.workers_setting(args.workers),
                    batch_size=cli.check_batch_size(args.batch_size), overwrite=args.overwrite, progress=not args.quiet)
     device = cli.device_of(args.device, args.model)
+    from fgdense.bulk.folder import claim
+
+    # The run on parts/ claims parts/ only; the index's own files (index.json) share names with a bulk tool's
+    # outputs (an image index.jpg), so the index folder itself is claimed too: segment into it stops in one
+    # line, and an index into a folder of segmentations stops before it embeds anything.
+    out.mkdir(parents=True, exist_ok=True)
+    claim(out, "search index", args.overwrite)
     from fgdense.dense import resolve_budget
     from fgdense.embed import Embedder
     from fgdense.search import IndexJob, compile_index

@@ -14,7 +14,8 @@ names too, so a rerun without ``--coco`` never writes an image's JSON over the l
 
 Every tool names an image's JSON ``NAME.json``, so a folder holds one kind of job's outputs: a run notes
 its kind in ``OUT/.fgdense-job.txt``, and a run of another kind (grounding into a folder of segmentations)
-stops with one line before it writes, unless ``--overwrite`` says to replace them.
+stops with one line before it writes, unless ``--overwrite`` says to replace them. The evaluations claim
+their folder as ``evaluation`` (their report.json is what a bulk tool writes for an image report.jpg).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..io.files import write_all, write_text
 LOCK_NAME = ".fgdense-run.lock"
 RESERVED_NAME = ".fgdense-reserved.txt"  # ends in .txt: no image output does
 JOB_NAME = ".fgdense-job.txt"  # the kind of job whose outputs the folder holds
+JOB_NOTE_MAX = 100  # characters of the note read and quoted
 
 try:
     import fcntl
@@ -134,15 +136,19 @@ def claim(out, kind: str, overwrite: bool = False) -> None:
     """Note that ``out`` holds ``kind`` outputs; refuse (:class:`OutputError`) when it holds another kind's,
     which this run would write over, unless ``overwrite``. Called by the run holding the folder's lock."""
     path = Path(out) / JOB_NAME
-    try:
-        holds = path.read_text(encoding="utf-8", errors="replace").strip()
+    try:  # a kind is a short word: a note of megabytes (not fgdense's) is neither read whole nor quoted whole
+        with open(path, "rb") as f:
+            holds = f.read(JOB_NOTE_MAX + 1).decode("utf-8", errors="replace").strip()
     except OSError:
         holds = ""
+    if len(holds) > JOB_NOTE_MAX:
+        holds = holds[:JOB_NOTE_MAX] + "..."
     if holds == kind:
         return
     if holds and not overwrite:
         raise OutputError(f"the output folder {out} holds the outputs of a {holds!r} run, which this {kind!r} run "
-                          "would write over (both name an image's JSON NAME.json): choose another output folder, "
+                          "would write over (their files share names: an image's JSON NAME.json, an evaluation's "
+                          "report.json): choose another output folder, "
                           "or pass --overwrite to replace them")
     write_all([(path, write_text(kind + "\n"))])
 

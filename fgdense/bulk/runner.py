@@ -202,7 +202,7 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
     folder is locked for the run: a second run into it stops with one line (:mod:`fgdense.bulk.folder`).
     """
     check_workers(options.workers, "workers")
-    lock = _lock(Path(options.out), ranks, job.kind, options.overwrite)
+    lock = claim_folder(Path(options.out), ranks, job.kind, options.overwrite)
     try:
         if ranks.main and options.reserved:
             note_reserved(options.out, options.reserved)
@@ -212,7 +212,7 @@ def run(job: Job, sources: Sources, options: RunOptions, ranks: Ranks = Ranks(),
             lock.release()
 
 
-def _lock(out: Path, ranks: Ranks, kind: str, overwrite: bool) -> FolderLock | None:
+def claim_folder(out: Path, ranks: Ranks, kind: str, overwrite: bool) -> FolderLock | None:
     """The main process locks the output folder and claims it for ``kind`` (:func:`folder.claim`); every
     process stops if it could not (the others learn it here)."""
     lock, problem = None, None

@@ -176,7 +176,7 @@ def evaluate_box_classification(classifier, annotations, images_dir, *, out=None
             boxes = np.array([a.bbox for a in image.annotations], dtype=np.float64).reshape(-1, 4)
             yield dataset_item(image.index, images_dir, image.file_name, boxes, where)
 
-    with records_folder(out, ranks) as folder:
+    with records_folder(out, ranks, overwrite) as folder:
         job = BoxClassJob(task, folder, labels, category_ids, chosen.name, prompts_digest(dataset, chosen))
         job.model_name = str(getattr(task.model, "name_or_path", ""))
         evaluated = evaluate_items(job, items, workers=workers, overwrite=overwrite, progress=progress,

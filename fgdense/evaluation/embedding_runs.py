@@ -65,7 +65,7 @@ def run_images(job: RecordJob, images_dir: Path, names: Sequence[str], source: s
             else:
                 yield dataset_item(index, images_dir, name, None, where)
 
-    with records_folder(out, ranks) as folder:
+    with records_folder(out, ranks, overwrite) as folder:
         job.out = folder
         job.model_name = str(getattr(job.task.model, "name_or_path", ""))
         return evaluate_items(job, items, workers=workers, overwrite=overwrite, progress=progress, status=status,

@@ -139,7 +139,7 @@ def evaluate_fgovd(classifier, annotations, images_dir, *, out=None, workers: in
             yield dataset_item(index, images_dir, name, boxes, f"image {name!r} of {annotations}")
 
     ranks = current()
-    with records_folder(out, ranks) as folder:
+    with records_folder(out, ranks, overwrite) as folder:
         job = FGOVDJob(task, folder, texts, truth)
         job.model_name = str(getattr(task.model, "name_or_path", ""))
         evaluated = evaluate_items(job, items, workers=workers, overwrite=overwrite, progress=progress,

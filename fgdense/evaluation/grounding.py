@@ -140,7 +140,7 @@ def evaluate_grounding(grounder, annotations, images_dir, *, out=None, workers: 
                                    f"image {image.image_id!r} of {dataset.source or 'the annotations'}")
 
     ranks = current()
-    with records_folder(out, ranks) as folder:
+    with records_folder(out, ranks, overwrite) as folder:
         job = GroundingJob(grounder, folder, phrases, truth)
         evaluated = evaluate_items(job, items, workers=workers, overwrite=overwrite, progress=progress,
                                    status=status, ranks=ranks)

@@ -104,6 +104,9 @@ def evaluate_retrieval(embedder, annotations, images_dir, protocol: str | Retrie
               "images": len(usable), "captions": len(texts), "images_skipped": len(missing),
               "skipped_by_reason": bad_counts(missing), "complete": max_images is None or max_images >= len(data.images)}
     if not usable:
+        if out is not None and current().main:  # no query: --plot draws this run's (none), not an earlier run's
+            write_json(Path(out) / RANKS, {"images": [], "images_dir": str(images_dir), "i2t": [], "texts": [],
+                                           "owner": [], "t2i": [], "t2i_best": []})
         return dict(report, **{f"{d}_r{k}": None for d in ("i2t", "t2i") for k in KS})
     text = task.embed_texts(texts, walk_type=chosen.walk_type, lowercase=chosen.lowercase).vectors
     i2t, t2i = query_ranks(task.model, vectors[usable], text, owner)

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from ..io.fonts import lettering_for
-from ..io.segment_pictures import wrap_text
+from ..io.segment_pictures import shown_lines
 from ..io.thumbnails import thumbnail
 from .boxclass_data import image_path
 
@@ -33,10 +33,12 @@ def worst_queries(ranks: dict, font=None, count: int = WORST) -> Image.Image:
     draw = ImageDraw.Draw(sheet)
     draw.text((8, 8), "captions that found their image worst: caption | its image | found first", fill="black",
               font=title)
+    if not order:
+        draw.text((8, 48), "no caption was scored", fill=(120, 120, 120), font=title)
     for row, t in enumerate(order):
         y = 40 + row * ROW
-        # Wrapped by drawn width: 48 Chinese characters are far wider than 48 Latin letters.
-        lines = wrap_text(lettering.drawable(ranks["texts"][t]), small, TEXT_WIDTH - 16)[:8]
+        # wrapped by width, not by 48 characters: 48 Chinese ones ran under the thumbnails beside the column
+        lines = shown_lines(lettering.drawable(ranks["texts"][t]), small, TEXT_WIDTH - 16, 8)
         draw.text((8, y), f"rank {ranks['t2i'][t] + 1}", fill=(200, 0, 0), font=small)
         draw.multiline_text((8, y + 20), "\n".join(lines), fill="black", font=small)
         for column, index in enumerate((ranks["owner"][t], ranks["t2i_best"][t])):

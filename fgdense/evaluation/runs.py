@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..bulk.distributed import Ranks, barrier, current, gather
 from ..bulk.jobs import RUN_KEY, Job, Prepared, Preparer, outputs_complete, run_hash
-from ..bulk.runner import RunOptions, run
+from ..bulk.runner import RunOptions, claim_folder, run
 from ..checkpoint import fingerprint
 from ..dense import process_image, resolve_budget
 from ..errors import DatasetError, FGDenseError, ImageLoadError
@@ -194,13 +194,25 @@ class Evaluated:
 
 
 @contextmanager
-def records_folder(out, ranks: Ranks):
+def records_folder(out, ranks: Ranks, overwrite: bool = False):
     """The folder the records go to: ``out/records``, or (no ``out``) a temporary folder rank 0 makes,
-    shares with the other ranks and removes at the end."""
+    shares with the other ranks and removes at the end.
+
+    ``out`` itself is locked and claimed for an evaluation while the records are made: the run on the
+    records locks and claims ``out/records`` only, and a bulk tool's outputs share names with the
+    evaluation's own files (an image report.jpg gives report.json), so a segmentation into an
+    evaluation's folder, or an evaluation into a folder of segmentations, stops in one line before it
+    writes (``overwrite`` replaces them, as for the bulk tools)."""
     if out is not None:
-        folder = Path(out) / RECORDS
-        folder.mkdir(parents=True, exist_ok=True)
-        yield folder
+        Path(out).mkdir(parents=True, exist_ok=True)
+        lock = claim_folder(Path(out), ranks, "evaluation", overwrite)
+        try:
+            folder = Path(out) / RECORDS
+            folder.mkdir(parents=True, exist_ok=True)
+            yield folder
+        finally:
+            if lock is not None:
+                lock.release()
         return
     made = tempfile.mkdtemp(prefix="fgdense-eval-") if ranks.main else None
     folder = Path(gather(made)[0])

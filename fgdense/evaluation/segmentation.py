@@ -176,7 +176,7 @@ def evaluate_segmentation(segmenter, dataset, *, out=None, workers: int = 0, max
         for i in range(count):
             yield dataset_item(i, dataset.images_dir, dataset.file_name(i), where=f"image {i} of the dataset")
 
-    with records_folder(out, ranks) as folder:
+    with records_folder(out, ranks, overwrite) as folder:
         job = SegmentationJob(segmenter, folder, dataset, truth)
         evaluated = evaluate_items(job, items, workers=workers, overwrite=overwrite, progress=progress,
                                    status=status, ranks=ranks)

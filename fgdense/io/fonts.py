@@ -107,6 +107,8 @@ def choose_font(texts, font: str | None = None, warn: bool = True) -> Lettering:
     """
     text = "".join(texts if not isinstance(texts, str) else [texts]) + COMMON_TEXT
     if font:
+        if os.path.isdir(font):  # "does not exist" would be wrong: it does, as a folder
+            raise FontError(f"font {font} is a folder; name a font file (.ttf, .otf, .ttc)")
         if not os.path.isfile(font):
             raise FontError(f"font {font} does not exist")
         if _cmap(font) is None:

@@ -99,6 +99,20 @@ def wrap_text(text: str, face: ImageFont.FreeTypeFont, width: float) -> list[str
     return lines + [line] if line else lines
 
 
+def shown_lines(text: str, face: ImageFont.FreeTypeFont, width: float, count: int) -> list[str]:
+    """``text`` in at most ``count`` lines of at most ``width`` pixels; a cut text ends in " \u2026" that
+    fits too (it used to be drawn past a sheet's edge). Its own line breaks and tabs are spaces: a short
+    text of many lines was drawn whole, over the rows below. For pictures that give each text a fixed
+    place (the evaluations' sheets)."""
+    shown = wrap_text(" ".join(text.split()), face, width)
+    if len(shown) <= count:
+        return shown
+    last = shown[count - 1]
+    while last and face.getlength(last + " \u2026") > width:
+        last = last[:-1]
+    return shown[:count - 1] + [last + " \u2026"]
+
+
 def _line_height(face: ImageFont.FreeTypeFont) -> int:
     """Distance between lines drawn with ``face`` so that their ascenders and descenders never touch."""
     ascent, descent = face.getmetrics()
@@ -272,4 +286,4 @@ def label_map_image(result: SegmentationResult) -> Image.Image:
 
 
 __all__ = ["PALETTE", "heatmap_grid", "label_colour", "label_colours", "label_map_image", "masks_overlay", "overlay",
-           "score_maps_grid", "text_colour_on", "wrap_text"]
+           "score_maps_grid", "shown_lines", "text_colour_on", "wrap_text"]
