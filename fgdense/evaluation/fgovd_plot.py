@@ -72,8 +72,8 @@ def _texts(draw, lettering, at: tuple[int, int], prediction: dict, line) -> None
     for label, text, colour in ((f"first (positive) {prediction['first']:.3f}", line.texts[0], (0, 110, 0)),
                                 (f"won: {won} {_prob(prediction)}", line.texts[best], (200, 0, 0))):
         draw.text((x, y), label, fill=colour, font=small)
-        draw.multiline_text((x + 8, y + 18), "\n".join(shown_lines(lettering.drawable(text), small, TEXT_WIDTH - 8, TEXT_LINES)), fill="black",
-                            font=small)
+        shown = shown_lines(lettering.drawable(text), small, TEXT_WIDTH - 8, TEXT_LINES)
+        draw.multiline_text((x + 8, y + 18), "\n".join(shown), fill="black", font=small)
         y += 18 + 17 * TEXT_LINES + 8
 
 
