@@ -319,6 +319,26 @@ def test_a_huge_or_garbage_job_note_is_refused_in_a_short_line(tmp_path):
     assert (tmp_path / JOB_NAME).read_text() == "segment\n"
 
 
+def test_a_job_note_that_is_not_a_file_is_named_in_the_refusal(tmp_path):
+    """A folder (or a link) where the note goes was refused with "... is a folder; name a file to write",
+    about a file the user never named; with --overwrite too, and a link was followed."""
+    import pytest
+
+    from fgdense.bulk.folder import JOB_NAME, claim
+    from fgdense.errors import OutputError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / JOB_NAME).mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "input.txt").write_text("mine")
+    (tmp_path / "b" / JOB_NAME).symlink_to(tmp_path / "input.txt")
+    for out in (tmp_path / "a", tmp_path / "b"):
+        for overwrite in (False, True):
+            with pytest.raises(OutputError, match=f"^{out / JOB_NAME} is not a file; fgdense notes there"):
+                claim(out, "segment", overwrite)
+    assert (tmp_path / "input.txt").read_text() == "mine"
+
+
 def test_a_bulk_tool_never_writes_over_a_search_index(tmp_path, tiny_checkpoint, capsys):
     """A search index's index.json is what segment writes for an image named index.jpg: segmenting into an
     index folder replaced it (the index run claimed only its parts/ folder). One line, nothing written."""

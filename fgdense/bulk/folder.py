@@ -136,6 +136,9 @@ def claim(out, kind: str, overwrite: bool = False) -> None:
     """Note that ``out`` holds ``kind`` outputs; refuse (:class:`OutputError`) when it holds another kind's,
     which this run would write over, unless ``overwrite``. Called by the run holding the folder's lock."""
     path = Path(out) / JOB_NAME
+    if path.is_symlink() or (path.exists() and not path.is_file()):  # not fgdense's: never followed, never replaced
+        raise OutputError(f"{path} is not a file; fgdense notes there which tool's outputs the folder holds: "
+                          "remove it or choose another output folder")
     try:  # a kind is a short word: a note of megabytes (not fgdense's) is neither read whole nor quoted whole
         with open(path, "rb") as f:
             holds = f.read(JOB_NOTE_MAX + 1).decode("utf-8", errors="replace").strip()
