@@ -100,7 +100,7 @@ def eval_ending(report: dict, report_path: Path, format_report, args, ranks, rep
 
     if ranks.main:
         report["model"] = args.model
-        plot = report_path.with_name(PLOT) if report_plot and args.plot else None
+        plot = plot_path(args, report_path.parent) if report_plot else None
         write_report(report, report_path, plot, format_report(report), getattr(args, "font", None))
     return 0
 

@@ -43,11 +43,9 @@ def work(argv) -> int:
     plot = plot_path(args, out)
     device = cli.device_of(args.device, args.model)
     from fgdense.classify import BoxClassifier
-    from fgdense.evaluation.fgovd import evaluate_fgovd, format_fgovd_report, load_fgovd
+    from fgdense.evaluation.fgovd import PREDICTIONS, evaluate_fgovd, format_fgovd_report, load_fgovd
 
     lines = load_fgovd(args.ann)  # a malformed file is one line before the model loads
-    from fgdense.evaluation.fgovd import PREDICTIONS
-
     check_images_kept({"report": report_path, "predictions": out / PREDICTIONS, "plot": plot}, args.images,
                       {line.image for line in lines})
     with joined(device) as (device, ranks):

@@ -46,11 +46,11 @@ def work(argv) -> int:
     args = parse_args(argv)
     out, report_path = check_eval_args(args, {"annotation file": args.ann})  # --plot's path and --font too
     plot = plot_path(args, out)
-    from fgdense.evaluation.retrieval_data import load_retrieval_set, protocol_named
+    from fgdense.evaluation.retrieval_data import RANKS, load_retrieval_set, protocol_named
 
     protocol = protocol_named(args.protocol)
     data = load_retrieval_set(args.ann, protocol)  # a malformed file is one line before torch loads
-    check_images_kept({"report": report_path, "ranks": out / "ranks.json", "plot": plot}, args.images, data.images)
+    check_images_kept({"report": report_path, "ranks": out / RANKS, "plot": plot}, args.images, data.images)
     device = cli.device_of(args.device, args.model)
     from fgdense.embed import Embedder
     from fgdense.evaluation.retrieval import evaluate_retrieval, format_retrieval_report
@@ -68,7 +68,7 @@ def work(argv) -> int:
 
         from fgdense.evaluation.retrieval_plot import worst_queries
 
-        found = json.loads((out / "ranks.json").read_text(encoding="utf-8"))
+        found = json.loads((out / RANKS).read_text(encoding="utf-8"))
         write_sheet(plot, lambda: worst_queries(found, args.font))
     return code
 

@@ -20,12 +20,9 @@ from ..bulk.distributed import current
 from ..embed import Embedder, sigmoid_scores
 from ..io.files import write_json
 from .embedding_runs import ImageEmbeddingJob, bad_counts, checked_inputs, embeddings_of, run_images
-from .retrieval_data import RetrievalProtocol, RetrievalSet, load_retrieval_set, protocol_named
+from .retrieval_data import RANKS, RetrievalProtocol, RetrievalSet, load_retrieval_set, protocol_named
 
 KS = (1, 5, 10)
-# In the output folder: every query's rank of its best true answer (0: first); for each text, its image
-# and the image it found first.
-RANKS = "ranks.json"
 ROWS = 1024  # similarity rows held at once: memory stays bounded for any set
 
 
@@ -105,18 +102,24 @@ def evaluate_retrieval(embedder, annotations, images_dir, protocol: str | Retrie
               "skipped_by_reason": bad_counts(missing), "complete": max_images is None or max_images >= len(data.images)}
     if not usable:
         if out is not None and current().main:  # no query: --plot draws this run's (none), not an earlier run's
-            write_json(Path(out) / RANKS, {"images": [], "images_dir": str(images_dir), "i2t": [], "texts": [],
-                                           "owner": [], "t2i": [], "t2i_best": []})
+            _write_ranks(out, [], images_dir, [], [])
         return dict(report, **{f"{d}_r{k}": None for d in ("i2t", "t2i") for k in KS})
     text = task.embed_texts(texts, walk_type=chosen.walk_type, lowercase=chosen.lowercase).vectors
     i2t, t2i = query_ranks(task.model, vectors[usable], text, owner)
     if out is not None and current().main:
-        best = best_matches(task.model, text, vectors[usable])
-        write_json(Path(out) / RANKS, {"images": [names[i] for i in usable], "images_dir": str(images_dir),
-                                       "i2t": i2t.tolist(), "texts": texts, "owner": owner, "t2i": t2i.tolist(),
-                                       "t2i_best": best.tolist()})
+        _write_ranks(out, [names[i] for i in usable], images_dir, texts, owner, i2t, t2i,
+                     best_matches(task.model, text, vectors[usable]))
     return dict(report, **{f"i2t_r{k}": float((i2t < k).mean()) for k in KS},
                 **{f"t2i_r{k}": float((t2i < k).mean()) for k in KS})
+
+
+def _write_ranks(out, images: list, images_dir, texts: list, owner: list, i2t=(), t2i=(), t2i_best=()) -> None:
+    """``OUT/ranks.json``, what ``--plot`` draws: every query's rank of its best true answer (0: first;
+    ``i2t`` per image, ``t2i`` per caption), each caption's image (``owner``) and the image it found first
+    (``t2i_best``); lists left empty when nothing was scored."""
+    write_json(Path(out) / RANKS, {"images": images, "images_dir": str(images_dir), "i2t": np.asarray(i2t).tolist(),
+                                   "texts": texts, "owner": owner, "t2i": np.asarray(t2i).tolist(),
+                                   "t2i_best": np.asarray(t2i_best).tolist()})
 
 
 def format_retrieval_report(report: dict) -> str:

@@ -28,6 +28,10 @@ from ..errors import DatasetError
 from ..jsontext import parse_json
 from ..paths import missing_file_reason
 
+# In the output folder: every query's rank of its best true answer (0: first); for each text, its image
+# and the image it found first. Named here, in the light module, for the tool's checks before torch loads.
+RANKS = "ranks.json"
+
 
 @dataclass(frozen=True)
 class RetrievalProtocol:
@@ -191,4 +195,4 @@ def protocol_named(name: str) -> RetrievalProtocol:
     return PROTOCOLS[name]
 
 
-__all__ = ["PROTOCOLS", "RetrievalProtocol", "RetrievalSet", "load_retrieval_set", "protocol_named"]
+__all__ = ["PROTOCOLS", "RANKS", "RetrievalProtocol", "RetrievalSet", "load_retrieval_set", "protocol_named"]
