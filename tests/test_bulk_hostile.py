@@ -69,6 +69,20 @@ def test_another_tool_into_a_folder_of_outputs_stops_before_writing_over_them(tm
     assert (out / ".fgdense-job.txt").read_text() == "ground\n"
 
 
+def _segment_refused(tmp_path, checkpoint, capsys, out, stem: str) -> str:
+    """Segment an image named ``stem``.jpg into ``out``, where another run's file ``stem``.json is (the name
+    the image's JSON would take): the run must stop in one line with that file untouched; the line."""
+    kept = (out / f"{stem}.json").read_bytes()
+    (tmp_path / "imgs-of-one").mkdir()
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "imgs-of-one" / f"{stem}.jpg")
+    capsys.readouterr()
+    assert tool("segment")(segment_args(checkpoint, out, tmp_path / "imgs-of-one")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: the output folder {out} holds the outputs of"), err
+    assert (out / f"{stem}.json").read_bytes() == kept
+    return err[0]
+
+
 def test_a_bulk_tool_and_an_evaluation_never_share_a_folder(tmp_path, tiny_checkpoint, capsys):
     """An evaluation's report.json is what a bulk tool writes for an image named report.jpg: segmenting
     into an evaluation's folder used to replace the report (the evaluation's records/ folder held the
@@ -81,16 +95,10 @@ def test_a_bulk_tool_and_an_evaluation_never_share_a_folder(tmp_path, tiny_check
                   "--workers", "0", "--max-patches", "16"]
     out = tmp_path / "eval"
     assert tool("eval_fgovd")([*evaluation, "--out", str(out)]) == 0
-    report = (out / "report.json").read_bytes()
-    (tmp_path / "imgs").mkdir()
-    Image.new("RGB", (32, 24), "red").save(tmp_path / "imgs" / "report.jpg")
-    capsys.readouterr()
-    assert tool("segment")(segment_args(tiny_checkpoint, out, tmp_path / "imgs")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds the outputs of" in err[0] and "--overwrite" in err[0], err
-    assert (out / "report.json").read_bytes() == report
+    err = _segment_refused(tmp_path, tiny_checkpoint, capsys, out, "report")
+    assert "holds the outputs of a 'evaluation' run" in err and "--overwrite" in err, err
     segmented = tmp_path / "seg"
-    assert tool("segment")(segment_args(tiny_checkpoint, segmented, tmp_path / "imgs")) == 0
+    assert tool("segment")(segment_args(tiny_checkpoint, segmented, tmp_path / "imgs-of-one")) == 0
     image_json = (segmented / "report.json").read_bytes()
     capsys.readouterr()
     assert tool("eval_fgovd")([*evaluation, "--out", str(segmented)]) == 1
@@ -346,11 +354,5 @@ def test_a_bulk_tool_never_writes_over_a_search_index(tmp_path, tiny_checkpoint,
     out = tmp_path / "idx"
     assert tool("search")(["index", str(tmp_path / "imgs"), "--out", str(out), "--model", str(tiny_checkpoint),
                            "--max-patches", "16", "--quiet", "--workers", "0"]) == 0
-    index = (out / "index.json").read_bytes()
-    (tmp_path / "more").mkdir()
-    Image.new("RGB", (32, 24), "red").save(tmp_path / "more" / "index.jpg")
-    capsys.readouterr()
-    assert tool("segment")(segment_args(tiny_checkpoint, out, tmp_path / "more")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds the outputs of a 'search index' run" in err[0], err
-    assert (out / "index.json").read_bytes() == index
+    err = _segment_refused(tmp_path, tiny_checkpoint, capsys, out, "index")
+    assert "holds the outputs of a 'search index' run" in err, err
