@@ -29,12 +29,11 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .defaults import DENSE_MAX_PATCHES
+from .defaults import DENSE_MAX_PATCHES, check_threshold
 from .dense import DenseFeatures, loaded, rgb_of
 from .errors import FGDenseError
 from .prompts import check_labels
 from .superpixels import check_superpixels_available
-from .defaults import check_threshold  # noqa: F401  (re-exported: part of this module's interface)
 from .task import Task, TaskSettings
 
 BACKGROUND = -1  # label-map value of pixels no label claims
